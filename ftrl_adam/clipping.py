@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from ftrl_adam import _checks
+from ftrl_adam import _numerics
 
 _is_none = lambda x: x is None  # noqa: E731
 
@@ -35,13 +36,7 @@ def safe_norm(tree: Any) -> jax.Array:
   ``sqrt`` has an infinite derivative at 0; the double ``where`` keeps both the
   value and the gradient finite for an all-zero tree.
   """
-  leaves = [x for x in jax.tree.leaves(tree) if x is not None]
-  if not leaves:
-    return jnp.zeros([], jnp.float32)
-  sq = sum(
-      jnp.sum(jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32))))
-      for x in leaves
-  )
+  sq = _numerics.tree_fixed_order_sum(tree, jnp.square)
   positive = sq > 0
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 

@@ -1,0 +1,46 @@
+"""Reductions whose rounding does not depend on batching (private).
+
+XLA chooses the order of the partial sums of a ``reduce`` from the shape it
+sees, so ``jnp.sum`` of a row can round differently inside ``jax.vmap`` (a
+batch of rows) than alone.  The package promises that a vmapped grid cell is
+bit-identical to the scalar run, so every reduction inside a transform uses
+:func:`fixed_order_sum`: a pairwise tree of element-wise adds over a
+zero-padded power-of-two length.  Element-wise adds are never re-associated by
+XLA, so the order, and therefore every bit, is the same whatever the batch.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def fixed_order_sum(x: jax.Array) -> jax.Array:
+  """Sum of all elements of ``x`` in a batching-independent pairwise order."""
+  x = jnp.ravel(x)
+  n = x.shape[0]
+  if n == 0:
+    return jnp.zeros([], x.dtype)
+  size = 1 << (n - 1).bit_length()
+  if size != n:
+    x = jnp.concatenate([x, jnp.zeros(size - n, x.dtype)])
+  while x.shape[0] > 1:
+    half = x.shape[0] // 2
+    x = x[:half] + x[half:]
+  return x[0]
+
+
+def tree_fixed_order_sum(tree, fn=lambda x: x) -> jax.Array:
+  """sum over leaves of fixed_order_sum(fn(leaf)), in float32 at least."""
+  total = jnp.zeros([], jnp.float32)
+  for leaf in jax.tree.leaves(tree):
+    if leaf is None:
+      continue
+    leaf = leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))
+    total = total + fixed_order_sum(fn(leaf))
+  return total
+
+
+def fixed_order_max(x: jax.Array) -> jax.Array:
+  """Max is exact in any order; a plain reduce is already batch-invariant."""
+  return jnp.max(x)

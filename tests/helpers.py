@@ -1,0 +1,53 @@
+"""Helpers shared by the tests (importable: tests/ is on pytest's pythonpath)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Gradients of different shapes, with a None leaf, as a user's params tree.
+TREE_SHAPES = {"dense": {"w": (5, 3), "b": (3,)}, "scalar": (), "none": None}
+
+
+def make_params(shapes=TREE_SHAPES, dtype=jnp.float32):
+  return jax.tree.map(
+      lambda s: None if s is None else jnp.zeros(s, dtype),
+      shapes, is_leaf=lambda s: s is None or isinstance(s, tuple))
+
+
+def random_grads(key, params, scale=1.0):
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(key, max(1, len(leaves)))
+  return jax.tree.unflatten(treedef, [
+      scale * jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves)
+  ])
+
+
+def run_updates(tx, params, T, seed=0, scale_fn=None):
+  """Jitted scan of T updates on random gradients; returns stacked updates."""
+
+  @jax.jit
+  def go(params):
+    def step(state, inp):
+      t, k = inp
+      scale = 1.0 if scale_fn is None else scale_fn(t)
+      g = random_grads(k, params, scale)
+      u, state = tx.update(g, state, params)
+      return state, u
+
+    keys = jax.random.split(jax.random.key(seed), T)
+    state, us = jax.lax.scan(step, tx.init(params), (jnp.arange(T), keys))
+    return state, us
+
+  return go(params)
+
+
+def max_rel_diff(a, b):
+  out = 0.0
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    denom = np.maximum(np.abs(y), 1e-30)
+    out = max(out, float(np.max(np.abs(x - y) / denom)))
+  return out
+
+

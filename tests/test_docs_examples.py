@@ -1,0 +1,35 @@
+"""Every ```python block of README.md and docs/*.md runs (in order, per file)."""
+
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FILES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("**/*.md"))
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _blocks(path):
+  return BLOCK.findall(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in FILES if p.exists() and _blocks(p)],
+    ids=lambda p: str(p.relative_to(ROOT)))
+def test_markdown_python_blocks_run(path, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  namespace = {"__name__": "__docs__"}
+  for i, code in enumerate(_blocks(path)):
+    try:
+      exec(compile(code, f"{path.name}[block {i}]", "exec"), namespace)
+    except Exception as e:  # pragma: no cover - the failure message is the point
+      raise AssertionError(f"{path.name} block {i} failed: {e!r}\n{code}") from e
+
+
+def test_readme_has_the_two_setup_commands():
+  text = (ROOT / "README.md").read_text()
+  assert 'pip install ".[test]" && pytest' in text
+  assert "pip install . && ftrl-adam" in text
+  ci = (ROOT / ".ci" / "run").read_text()
+  assert 'pip install ".[test]" && pytest' in ci

@@ -1,0 +1,69 @@
+"""Hyperparameters are float32 arrays: a vmapped grid cell equals the scalar run bit for bit."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ftrl_adam as fa
+
+T = 50
+
+
+def _run(lr, b1, b2, eps, radius, *, domain="box", second_moment="per_coordinate"):
+  tx = fa.ftrl_adam(lr, b1, b2, eps, radius=radius, domain=domain,
+                    second_moment=second_moment)
+  w = {"a": jnp.zeros((4, 3)), "b": jnp.zeros(5)}
+  keys = jax.random.split(jax.random.key(7), T)
+
+  def step(carry, k):
+    w, s = carry
+    g = jax.tree.map(lambda p: jax.random.normal(k, p.shape) + 0.5 * p, w)
+    u, s = tx.update(g, s, w)
+    return (jax.tree.map(jnp.add, w, u), s), u
+
+  (w, _), us = jax.lax.scan(step, (w, tx.init(w)), keys)
+  return w, us
+
+
+GRID = dict(
+    lr=np.float32([0.1, 0.01, 0.03]),
+    b1=np.float32([0.9, 0.99, 0.0]),
+    b2=np.float32([0.999, 0.5, 0.81]),
+    eps=np.float32([1e-8, 0.0, 1e-3]),
+    radius=np.float32([0.05, 0.5, 0.0]),
+)
+
+
+@pytest.mark.parametrize("domain,second_moment", [
+    ("box", "per_coordinate"), ("ball", "per_coordinate"), ("ball", "global")])
+def test_vmapped_grid_cell_equals_scalar_run(domain, second_moment):
+  run = functools.partial(_run, domain=domain, second_moment=second_moment)
+  batched = jax.jit(jax.vmap(run))(*GRID.values())
+  for i in range(3):
+    single = jax.jit(run)(*(v[i] for v in GRID.values()))
+    cell = jax.tree.map(lambda x: x[i], batched)
+    jax.tree.map(np.testing.assert_array_equal, cell, single)
+
+
+def test_vmap_over_b1_b2_product_grid():
+  b1s, b2s = np.meshgrid(np.float32([0.5, 0.9, 0.99]),
+                         np.float32([0.25, 0.9, 0.9999]), indexing="ij")
+  run = lambda b1, b2: _run(np.float32(0.01), b1, b2, np.float32(1e-8), None)[1]  # noqa
+  batched = jax.jit(jax.vmap(run))(b1s.ravel(), b2s.ravel())
+  for i, (b1, b2) in enumerate(zip(b1s.ravel(), b2s.ravel())):
+    single = jax.jit(run)(b1, b2)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b),
+                 batched, single)
+
+
+def test_vmap_over_radius_changes_result():
+  """The vmapped radius is really used (a test that fails if it were ignored)."""
+  run = lambda r: _run(np.float32(0.1), np.float32(0.9), np.float32(0.99),  # noqa
+                       np.float32(1e-8), r)[1]["b"]
+  out = jax.jit(jax.vmap(run))(np.float32([0.0, 0.01, 1.0]))
+  assert float(jnp.max(jnp.abs(out[0]))) == 0.0
+  assert float(jnp.max(jnp.abs(out[1]))) == pytest.approx(0.01)
+  assert float(jnp.max(jnp.abs(out[2]))) > 0.01
