@@ -3,25 +3,44 @@
 The public API (DESIGN.md):
 
 * :func:`scale_by_ftrl_adam`, :func:`ftrl_adam` - the FTRL-update Adam transforms;
-* :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains.
+* :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains;
+* :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (MATH.md 5);
+* :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
+  MATH.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm.
 """
 
 from ftrl_adam.clipping import ClipBallState
 from ftrl_adam.clipping import ClipBoxState
 from ftrl_adam.clipping import clip_ball
 from ftrl_adam.clipping import clip_box
+from ftrl_adam.conversion import OnlineToNonconvexState
+from ftrl_adam.conversion import nonconvex_iterate
+from ftrl_adam.conversion import online_to_nonconvex
+from ftrl_adam.ema import EmaParamsState
+from ftrl_adam.ema import ema_params
+from ftrl_adam.ema import ema_params_of
+from ftrl_adam.ema import power_from_sigma_rel
 from ftrl_adam.ftrl import ScaleByFtrlAdamState
 from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
+from ftrl_adam.recipes import ahn_cutkosky
 
 __version__ = "0.1.0"
 
 __all__ = (
     "ClipBallState",
     "ClipBoxState",
+    "EmaParamsState",
+    "OnlineToNonconvexState",
     "ScaleByFtrlAdamState",
+    "ahn_cutkosky",
     "clip_ball",
     "clip_box",
+    "ema_params",
+    "ema_params_of",
     "ftrl_adam",
+    "nonconvex_iterate",
+    "online_to_nonconvex",
+    "power_from_sigma_rel",
     "scale_by_ftrl_adam",
 )
