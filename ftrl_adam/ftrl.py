@@ -13,16 +13,14 @@ and plays the update
 ``k_n`` and ``e_n`` implement the conventions of MATH.md section 2 (derived
 here [D]; verified against optax):
 
-=====================  ===============================  =======================================
-option                 k_n                              e_n
-=====================  ===============================  =======================================
-bias-corrected (dflt)  sqrt(1 - b2**n) / (1 - b1**n)    eps * sqrt(1 - b2**n)     (= optax.adam)
-uncorrected, Adam eps  1                                eps
-FTRL eps               (as chosen by bias_correction)   eps * sqrt(1 - b2) * b2**(n / 2)
-=====================  ===============================  =======================================
+| option | k_n | e_n |
+|---|---|---|
+| bias-corrected (default) | ``sqrt(1 - b2**n) / (1 - b1**n)`` | ``eps * sqrt(1 - b2**n)`` (= optax.adam) |
+| uncorrected, Adam eps | ``1`` | ``eps`` |
+| FTRL eps | as chosen by ``bias_correction`` | ``eps * sqrt(1 - b2) * b2**(n / 2)`` |
 
 The FTRL-eps row is a constant ``eps`` added to sqrt(S_n) in the scaled space of
-the FTRL form (S_n = sum_s b2**-s g_s**2), i.e. the exponentially decaying eps of
+the FTRL form (``S_n = sum_s b2**-s g_s**2``), i.e. the exponentially decaying eps of
 Nguyen's section 3.  Nothing here depends on b1 <= sqrt(b2): both regimes of
 Nguyen (beta = b1 / sqrt(b2) <= 1 or >= 1) are the same code.
 """
@@ -327,11 +325,19 @@ def ftrl_adam(
 
   Args:
     learning_rate: a float >= 0 or an optax schedule ``count -> lr``.
-    b1, b2, eps, bias_correction, eps_mode, second_moment, mu_dtype, nu_dtype:
-      see :func:`scale_by_ftrl_adam`.
+    b1: first-moment decay, in [0, 1).
+    b2: second-moment decay, in [0, 1).
+    eps: eps >= 0; where it enters is set by ``eps_mode``.
     radius: D >= 0 of the domain, or None for no clip.  Theory's choice
       (Nguyen, [R]): ``learning_rate = D sqrt(1 - b2) / (1 - b1)`` (c = D).
     domain: ``"box"`` or ``"ball"``.
+    second_moment: ``"per_coordinate"`` (Adam) or ``"global"`` (one scalar
+      second moment); see :func:`scale_by_ftrl_adam`.
+    bias_correction: Adam's bias corrections (default) or the uncorrected
+      Algorithm 1; see :func:`scale_by_ftrl_adam`.
+    eps_mode: ``"adam"`` or ``"ftrl"``; see :func:`scale_by_ftrl_adam`.
+    mu_dtype: dtype of the first moment; see :func:`scale_by_ftrl_adam`.
+    nu_dtype: dtype of the second moment; see :func:`scale_by_ftrl_adam`.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; its state is a 3-tuple

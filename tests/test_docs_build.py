@@ -1,0 +1,60 @@
+"""The documentation site builds with ``mkdocs build --strict`` (issue 7).
+
+Strict mode turns every warning into an error: a dead link or anchor, a page
+missing from the nav, an API entry (``::: ftrl_adam.name``) that does not
+resolve, a docstring whose parameters do not match the signature.  The page
+code examples are run by test_docs_examples.py; the notebooks by
+test_notebooks.py.
+"""
+
+import ast
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_mkdocs_build_strict(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "mkdocs", "build", "--strict", "--clean",
+       "--config-file", str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
+      cwd=ROOT, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+  assert proc.returncode == 0, (
+      f"mkdocs build --strict failed (exit {proc.returncode})\n"
+      f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}")
+  assert (tmp_path / "site" / "api" / "index.html").exists()
+
+
+def _public_names():
+  tree = ast.parse((ROOT / "ftrl_adam" / "__init__.py").read_text())
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and any(
+        getattr(t, "id", None) == "__all__" for t in node.targets):
+      return ast.literal_eval(node.value)
+  raise AssertionError("ftrl_adam/__init__.py defines no __all__")
+
+
+def test_api_page_documents_every_public_name():
+  """docs/api.md has a ``::: ftrl_adam.<name>`` entry for each name of __all__."""
+  documented = set(re.findall(r"^::: ftrl_adam\.(\w+)\s*$",
+                              (ROOT / "docs" / "api.md").read_text(), re.M))
+  missing = sorted(set(_public_names()) - documented)
+  assert not missing, f"add these to docs/api.md: {missing}"
+
+
+def test_benchmark_page_quotes_the_stored_results():
+  """Every results JSON the benchmarks page names is quoted there, number for number."""
+  page = (ROOT / "docs" / "benchmarks.md").read_text()
+  named = sorted(set(re.findall(r"benchmarks/results/([\w.-]+\.json)", page)))
+  assert named, "docs/benchmarks.md names no benchmarks/results/*.json"
+  for name in named:
+    path = ROOT / "benchmarks" / "results" / name
+    assert path.exists(), f"docs/benchmarks.md quotes {name}, which does not exist"
+    for row in json.loads(path.read_text())["results"]:
+      cell = f"{row['median_ms']:.3f}"
+      assert cell in page, f"{name}: median {cell} ms ({row}) is not on the page"
