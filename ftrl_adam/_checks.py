@@ -33,7 +33,8 @@ def _concrete(name: str, x: Any) -> np.ndarray | None:
     arr = np.asarray(x)
   except Exception as e:  # pragma: no cover - exotic inputs
     raise ValueError(f"`{name}` must be a real number, got {x!r}.") from e
-  if arr.dtype.kind not in "biuf":
+  if arr.dtype.kind not in "biuf" and not jnp.issubdtype(arr.dtype, jnp.floating):
+    # (bfloat16 and the other ml_dtypes floats are floating but kind "V")
     raise ValueError(
         f"`{name}` must be a real number or array of reals, got {x!r} "
         f"(dtype {arr.dtype})."

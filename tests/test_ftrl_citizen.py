@@ -42,13 +42,40 @@ def test_extra_args_ignored_and_no_recompilation(tx, params):
 
 
 def test_inject_hyperparams_gives_identical_result(params):
-  kw = dict(learning_rate=f32(0.05), b1=f32(0.9), b2=f32(0.99), eps=f32(1e-6))
+  # jnp arrays (not NumPy scalars, which optax keeps static) are injected.
+  kw = dict(learning_rate=jnp.float32(0.05), b1=jnp.float32(0.9),
+            b2=jnp.float32(0.99), eps=jnp.float32(1e-6))
   for extra in VARIANTS.values():
     direct = fa.ftrl_adam(**kw, **extra)
-    injected = optax.inject_hyperparams(fa.ftrl_adam)(**kw, **extra)
+    injected = optax.inject_hyperparams(fa.ftrl_adam, hyperparam_dtype=jnp.float32)(
+        **kw, **extra)
+    hps = injected.init(params).hyperparams
+    assert set(kw) <= set(hps)  # really injected into the state
+    if "radius" in extra:
+      assert "radius" in hps
     _, a = run_updates(direct, params, 30)
     _, b = run_updates(injected, params, 30)
     jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_injected_hyperparameters_can_change_mid_run(params):
+  tx = optax.inject_hyperparams(fa.ftrl_adam, hyperparam_dtype=jnp.float32)(
+      learning_rate=0.1, radius=0.05)
+  state = tx.init(params)
+  g = jax.tree.map(jnp.ones_like, params)
+  u, state = tx.update(g, state, params)
+  assert float(jnp.max(jnp.abs(u["scalar"]))) == pytest.approx(0.05)
+  state.hyperparams["radius"] = jnp.float32(0.01)
+  u, state = tx.update(g, state, params)
+  assert float(jnp.max(jnp.abs(u["scalar"]))) == pytest.approx(0.01)
+
+
+def test_bfloat16_hyperparameters_are_accepted_and_computed_in_float32():
+  params = {"w": jnp.zeros(3, jnp.bfloat16)}
+  tx = optax.inject_hyperparams(fa.ftrl_adam)(learning_rate=0.1, b1=0.9, b2=0.99)
+  state = tx.init(params)  # optax injects bf16 values for bf16 params
+  u, state = tx.update({"w": jnp.ones(3, jnp.bfloat16)}, state, params)
+  assert u["w"].dtype == jnp.bfloat16 and np.isfinite(np.asarray(u["w"], np.float32)).all()
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
