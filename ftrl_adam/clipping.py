@@ -3,7 +3,7 @@
 These are the two FTRL domains of Nguyen (ALT 2026, arXiv:2510.03478) and of
 Ahn & Cutkosky (NeurIPS 2024, arXiv:2405.18199): clip_D(x) is the Euclidean
 projection of the update on ``[-D, D]^d`` (box) or on ``{x : ||x||_2 <= D}``
-(ball).  See MATH.md section 1.  Both are exact projections; "zero-safe" means
+(ball).  See docs/theory.md section 1.  Both are exact projections; "zero-safe" means
 that ``D = 0`` or a zero update gives a zero update, and that the gradient of the
 clipped update with respect to its input is finite there too.
 """
@@ -51,7 +51,7 @@ def clip_box(radius: Any) -> optax.GradientTransformationExtraArgs:
   """Clips every coordinate of the update to ``[-radius, radius]``.
 
   This is the Euclidean projection on the box ``[-D, D]^d``, the per-coordinate
-  FTRL domain of Nguyen (2026), MATH.md section 1.
+  FTRL domain of Nguyen (2026), docs/theory.md section 1.
 
   Args:
     radius: D >= 0, a float or a float32 array (it can be vmapped).

@@ -1,6 +1,6 @@
 """Online-to-nonconvex conversion with random scaling, as an optax transform.
 
-Ahn & Cutkosky (NeurIPS 2024, arXiv:2405.18199), MATH.md section 4 [R]: an
+Ahn & Cutkosky (NeurIPS 2024, arXiv:2405.18199), docs/theory.md section 4 [R]: an
 online learner plays updates delta_t; the model iterate is w_t and the gradient
 is taken at a random point of the segment [w_{t-1}, w_t]:
 
@@ -19,7 +19,7 @@ ablations and tests).
 **Indexing in the training loop [D].**  The parameters the loop holds and
 differentiates are the gradient points y_t; ``init(x_0)`` makes y_1 = w_0 = x_0
 (an optax learner has no play before its first gradient, so delta_1 = 0, as for
-FTRL-Adam, MATH.md section 2).  The n-th call of ``update`` receives g_n (taken
+FTRL-Adam, docs/theory.md section 2).  The n-th call of ``update`` receives g_n (taken
 at y_n), asks the learner for delta_{n+1}, draws s_{n+1}, and returns
 
     updates = y_{n+1} - y_n = (c_n - s_n) delta_n + s_{n+1} delta_{n+1},
@@ -119,7 +119,7 @@ def online_to_nonconvex(
 
       y_t = w_{t-1} + s_t delta_t,     w_t = w_{t-1} + delta_t,
 
-  with one scalar s_t ~ Uniform[0, 1) per step (MATH.md section 4 [R]).  The
+  with one scalar s_t ~ Uniform[0, 1) per step (docs/theory.md section 4 [R]).  The
   indexing is in the module docstring: ``params + updates = y_{n+1}`` after the
   n-th update, and :func:`nonconvex_iterate` returns the iterate w_{n+1}.
 

@@ -2,11 +2,11 @@
 
 :func:`ema_params` sits last in an optax chain, passes the updates through
 unchanged and keeps in its state the EMA of the parameters the training loop
-will hold after the step, ``x_n = params + updates`` (MATH.md section 5):
+will hold after the step, ``x_n = params + updates`` (docs/theory.md section 5):
 
     ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n.
 
-There are exactly two correct starts (MATH.md section 5 [D]), and never their
+There are exactly two correct starts (docs/theory.md section 5 [D]), and never their
 combination, which would scale the first average by 1 / (1 - gamma):
 
 * ``debias=True`` (default): start at zero and divide by the weight sum
@@ -304,7 +304,7 @@ def ema_params(
   ema-pytorch, timm, Karras), or the ``params`` it is given, i.e. the point at
   which step n's gradient was taken (``source="gradient_point"``; after
   :func:`ftrl_adam.online_to_nonconvex` these are the random points y_n and the
-  EMA is Ahn & Cutkosky's output ybar_n exactly, MATH.md section 4).
+  EMA is Ahn & Cutkosky's output ybar_n exactly, docs/theory.md section 4).
 
       ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n
 
@@ -374,7 +374,7 @@ def ema_params(
     Ahn & Cutkosky, *Adam with model exponential moving average is effective
     for nonconvex optimization*, NeurIPS 2024, https://arxiv.org/abs/2405.18199.
     Warm-up: ema-pytorch (``EMA.get_current_decay``) and timm
-    (``ModelEmaV3.get_decay``).  MATH.md section 5.
+    (``ModelEmaV3.get_decay``).  docs/theory.md section 5.
   """
   if (decay is None) == (power is None):
     raise ValueError(

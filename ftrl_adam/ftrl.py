@@ -10,7 +10,7 @@ and plays the update
 
     Delta_{n+1} = clip_D( -lr * k_n * m_n / (sqrt(v_n) + e_n) ).
 
-``k_n`` and ``e_n`` implement the conventions of MATH.md section 2 (derived
+``k_n`` and ``e_n`` implement the conventions of docs/theory.md section 2 (derived
 here [D]; verified against optax):
 
 | option | k_n | e_n |
@@ -83,7 +83,7 @@ def _global_sq_norm(tree: Any) -> jax.Array:
 
 
 def _step_constants(b1, b2, eps, count, bias_correction, eps_mode):
-  """(k_n, e_n) of MATH.md section 2 in float32, for n = count gradients seen."""
+  """(k_n, e_n) of docs/theory.md section 2 in float32, for n = count gradients seen."""
   n = count.astype(jnp.float32)
   if bias_correction:
     one_minus_b2n = 1.0 - b2 ** count
@@ -249,7 +249,7 @@ def scale_by_ftrl_adam(
 
   Independent ``b1`` and ``b2`` cover both of Nguyen's regimes,
   ``b1 <= sqrt(b2)`` (the FTRL learning rate is non-increasing) and
-  ``b1 >= sqrt(b2)`` (it can grow); MATH.md section 2.
+  ``b1 >= sqrt(b2)`` (it can grow); docs/theory.md section 2.
 
   Args:
     b1: first-moment decay, in [0, 1).
@@ -311,7 +311,7 @@ def ftrl_adam(
       Delta_{n+1} = argmin over the domain of the FTRL objective
                   = clip_D( -lr_n k_n m_n / (sqrt(v_n) + e_n) )   (box, or global v)
 
-  Domains (MATH.md section 2, [D]):
+  Domains (docs/theory.md section 2, [D]):
 
   * ``radius=None``: no clip; with the default options this is ``optax.adam``.
   * ``domain="box"``: per-coordinate clip to ``[-radius, radius]``; exact FTRL

@@ -27,12 +27,12 @@ def ahn_cutkosky(
 ) -> optax.GradientTransformationExtraArgs:
   r"""The Ahn & Cutkosky algorithm: clipped FTRL-Adam, random scaling, model EMA.
 
-  Algorithm of Ahn & Cutkosky (NeurIPS 2024), MATH.md section 4 [R]:
+  Algorithm of Ahn & Cutkosky (NeurIPS 2024), docs/theory.md section 4 [R]:
 
   * learner: clipped FTRL-Adam without bias correction, ``b1 = beta``,
     ``b2 = beta**2``, learning rate ``alpha = D sqrt(1 - beta**2) / (1 - beta)``
     (computed as ``D sqrt((1 + beta) / (1 - beta))``), i.e. the scale-free FTRL
-    rate c = D of MATH.md section 2 [R constant]; on the ball the second moment
+    rate c = D of docs/theory.md section 2 [R constant]; on the ball the second moment
     is one scalar built from ``||g||**2`` and the clip is the l2 projection, on
     the box both are per coordinate;
   * :func:`ftrl_adam.online_to_nonconvex`: the gradient is taken at
@@ -42,7 +42,7 @@ def ahn_cutkosky(
     ``ybar_n = (1 - beta) / (1 - beta**n) sum_{s<=n} beta**(n-s) y_s``.
 
   Evaluate the model at ``ema_params_of(state)`` (the paper's output);
-  ``nonconvex_iterate(state)`` is the iterate w.  Theory's orders (MATH.md
+  ``nonconvex_iterate(state)`` is the iterate w.  Theory's orders (docs/theory.md
   section 4 [R]): ``beta = 1 - Theta(eps**2 / (G + sigma)**2)``,
   ``D = Theta((1 - beta) sqrt(eps / lambda))``; in practice tune D like a
   learning rate (each step moves at most D).
