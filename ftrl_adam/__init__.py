@@ -6,7 +6,10 @@ The public API (DESIGN.md):
 * :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains;
 * :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (MATH.md 5);
 * :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
-  MATH.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm.
+  MATH.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
+* :mod:`regret` - the regret lab (online linear games, adversaries, bounds);
+* :mod:`grid` - grids of configurations run as one sharded, resumable program
+  (``ftrl_adam.plots`` draws their heatmaps; imported on demand).
 """
 
 from ftrl_adam.clipping import ClipBallState
@@ -24,6 +27,8 @@ from ftrl_adam.ftrl import ScaleByFtrlAdamState
 from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
 from ftrl_adam.recipes import ahn_cutkosky
+from ftrl_adam import grid
+from ftrl_adam import regret
 
 __version__ = "0.1.0"
 
@@ -39,8 +44,10 @@ __all__ = (
     "ema_params",
     "ema_params_of",
     "ftrl_adam",
+    "grid",
     "nonconvex_iterate",
     "online_to_nonconvex",
     "power_from_sigma_rel",
+    "regret",
     "scale_by_ftrl_adam",
 )

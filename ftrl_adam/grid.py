@@ -183,7 +183,8 @@ def logspace_one_minus(lo: float, hi: float, n: int) -> np.ndarray:
   spaced.  Both ends are included exactly.
 
   Args:
-    lo, hi: the first and last b, in [0, 1).
+    lo: the first b, in [0, 1).
+    hi: the last b, in [0, 1).
     n: number of values.
 
   Returns:
@@ -369,7 +370,8 @@ def pivot(
   Args:
     table: a tidy table (e.g. from :func:`run_grid`).
     value: name of a scalar column.
-    x, y: names of the two axis columns.
+    x: name of the axis column across.
+    y: name of the axis column up.
     reduce: ``"mean"``, ``"median"``, ``"min"``, ``"max"``, ``"std"`` or a
       function of a 1-D array.
     where: ``{column: value or list}`` filter applied first.
@@ -466,7 +468,8 @@ class ChunkInfo(NamedTuple):
 
   Attributes:
     index: chunk number, from 0.
-    start, stop: the chunk's cells are rows ``start:stop`` of the table.
+    start: the chunk's first row in the table.
+    stop: one past the chunk's last row (rows ``start:stop``).
     n_chunks: number of chunks of the run.
     seconds: wall time from dispatch to results on the host (and on disk).
   """
@@ -695,7 +698,8 @@ def run_grid(
 
   Raises:
     ResultsFolderError: for an ``out_dir`` that cannot be used (see above).
-    TypeError, ValueError: for a bad table, output, or argument.
+    TypeError: for a bad table, output, or argument (wrong type).
+    ValueError: for a bad table, output, or argument (wrong value).
 
   Example:
     >>> import jax, jax.numpy as jnp

@@ -100,7 +100,8 @@ def heatmap(
   Args:
     table: a tidy table, e.g. the result of :func:`ftrl_adam.grid.run_grid`.
     value: the scalar column to colour by.
-    x, y: the axis columns (default ``b1`` across, ``b2`` up).
+    x: the axis column across (default ``b1``).
+    y: the axis column up (default ``b2``).
     reduce: ``"mean"`` (default), ``"median"``, ``"min"``, ``"max"``, ``"std"``
       or a function of a 1-D array: how the cells of one (x, y) - the seeds -
       are combined.
@@ -117,7 +118,8 @@ def heatmap(
     path: if given, the PNG is written there (atomically).
     annotate: write each cell's number in it (for small grids).
     cmap: a Matplotlib colormap name.
-    figsize, dpi: figure size in inches and resolution of the PNG.
+    figsize: figure size in inches.
+    dpi: resolution of the PNG.
     ax: draw into this Matplotlib axes instead of a new figure.
 
   Returns:

@@ -1,0 +1,113 @@
+"""The regret lab: online linear optimisation games, adversaries and bounds.
+
+Every claim of MATH.md section 3 as something to run (and a test to check):
+
+* games (:mod:`ftrl_adam.regret.games`): :func:`play` any optax transform
+  against an adversary under ``jax.lax.scan``, calling the transform's own
+  ``update``; :func:`game` for the theory's learner (Algorithm 1,
+  :func:`theory_learner`); streaming b1-discounted regret against the best
+  box / ball comparator and a given u, the streams of the bound D3, an
+  optional trajectory, and a time-parallel path for oblivious adversaries;
+* adversaries (:mod:`ftrl_adam.regret.adversaries`): oblivious
+  (:func:`gaussian`, :func:`rademacher`, :func:`sparse`, :func:`heavy_tailed`,
+  :func:`from_array`, :func:`switch` D5, :func:`alternating` D6,
+  :func:`oblivious`) and adaptive (:func:`oppose`, :func:`abs_w` of D7,
+  :func:`gradient_of` a user objective, :func:`adaptive`);
+* bounds and orders (:mod:`ftrl_adam.regret.bounds`): :func:`d3_bound`,
+  :func:`d4_bound`, :func:`minimax_order`, :func:`switch_order`,
+  :func:`alternating_order`, :func:`oblivious_order`, and the closed forms of
+  the switch sequence;
+* float64 references for small T (:mod:`ftrl_adam.regret.reference`):
+  :func:`discounted_regret` from a trajectory, :func:`scaled_ftrl_regret`
+  (identity D2) and :func:`ftrl_plays` (the FTRL form of Algorithm 1).
+
+Tags as in MATH.md: [P] the papers' prose, [D] derived here (constants ours,
+tested), [R] the papers' statement in order with our constants.
+
+Example:
+  >>> import jax, jax.numpy as jnp
+  >>> from ftrl_adam import regret
+  >>> run = jax.jit(jax.vmap(lambda b1, b2, key: regret.game(
+  ...     b1, b2, radius=1.0, T=64, d=2, adversary=regret.rademacher(1.0),
+  ...     key=key)))
+  >>> res = run(jnp.array([0.5, 0.9]), jnp.array([0.9, 0.5]),
+  ...           jax.random.split(jax.random.key(0), 2))
+  >>> bool(jnp.all(res.regret_box <= res.bound))
+  True
+"""
+
+from ftrl_adam.regret.adversaries import Adversary
+from ftrl_adam.regret.adversaries import abs_w
+from ftrl_adam.regret.adversaries import adaptive
+from ftrl_adam.regret.adversaries import alternating
+from ftrl_adam.regret.adversaries import from_array
+from ftrl_adam.regret.adversaries import gaussian
+from ftrl_adam.regret.adversaries import gradient_of
+from ftrl_adam.regret.adversaries import heavy_tailed
+from ftrl_adam.regret.adversaries import oblivious
+from ftrl_adam.regret.adversaries import oppose
+from ftrl_adam.regret.adversaries import rademacher
+from ftrl_adam.regret.adversaries import sparse
+from ftrl_adam.regret.adversaries import switch
+from ftrl_adam.regret.bounds import BoundStreams
+from ftrl_adam.regret.bounds import alternating_order
+from ftrl_adam.regret.bounds import d3_bound
+from ftrl_adam.regret.bounds import d4_bound
+from ftrl_adam.regret.bounds import init_streams
+from ftrl_adam.regret.bounds import minimax_order
+from ftrl_adam.regret.bounds import oblivious_order
+from ftrl_adam.regret.bounds import switch_eta
+from ftrl_adam.regret.bounds import switch_lengths
+from ftrl_adam.regret.bounds import switch_order
+from ftrl_adam.regret.bounds import switch_pre_clip_play
+from ftrl_adam.regret.bounds import update_streams
+from ftrl_adam.regret.games import GameResult
+from ftrl_adam.regret.games import Theory
+from ftrl_adam.regret.games import Trajectory
+from ftrl_adam.regret.games import game
+from ftrl_adam.regret.games import play
+from ftrl_adam.regret.games import raise_if_nonfinite
+from ftrl_adam.regret.games import theory_constants
+from ftrl_adam.regret.games import theory_learner
+from ftrl_adam.regret.reference import discounted_regret
+from ftrl_adam.regret.reference import ftrl_plays
+from ftrl_adam.regret.reference import scaled_ftrl_regret
+
+__all__ = (
+    "Adversary",
+    "BoundStreams",
+    "GameResult",
+    "Theory",
+    "Trajectory",
+    "abs_w",
+    "adaptive",
+    "alternating",
+    "alternating_order",
+    "d3_bound",
+    "d4_bound",
+    "discounted_regret",
+    "from_array",
+    "ftrl_plays",
+    "game",
+    "gaussian",
+    "gradient_of",
+    "heavy_tailed",
+    "init_streams",
+    "minimax_order",
+    "oblivious",
+    "oblivious_order",
+    "oppose",
+    "play",
+    "rademacher",
+    "raise_if_nonfinite",
+    "scaled_ftrl_regret",
+    "sparse",
+    "switch",
+    "switch_eta",
+    "switch_lengths",
+    "switch_order",
+    "switch_pre_clip_play",
+    "theory_constants",
+    "theory_learner",
+    "update_streams",
+)
