@@ -65,8 +65,7 @@ class Adversary:
   length: Optional[int] = None
 
   def gradient(
-      self: Any, key: jax.Array, d: int, play: Optional[jax.Array] = None,
-      t: as ``self``.
+      self, t: Any, key: jax.Array, d: int, play: Optional[jax.Array] = None,
       iterate: Optional[jax.Array] = None,
   ) -> jax.Array:
     """g_t of round ``t`` given the round key (and the play/iterate if adaptive)."""
