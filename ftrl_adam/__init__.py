@@ -9,7 +9,9 @@ The public API (DESIGN.md):
   MATH.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
 * :mod:`regret` - the regret lab (online linear games, adversaries, bounds);
 * :mod:`grid` - grids of configurations run as one sharded, resumable program
-  (``ftrl_adam.plots`` draws their heatmaps; imported on demand).
+  (``ftrl_adam.plots`` draws their heatmaps; imported on demand);
+* :mod:`studies` - (beta1, beta2) x learning-rate studies of Flax models,
+  trained in one vmapped program (imported on demand).
 """
 
 from ftrl_adam.clipping import ClipBallState
@@ -32,6 +34,17 @@ from ftrl_adam import regret
 
 __version__ = "0.1.0"
 
+# Heavier submodules (Flax models, matplotlib) load on first use:
+# ``fa.studies`` and ``fa.plots`` work without slowing ``import ftrl_adam``.
+_LAZY_SUBMODULES = ("plots", "studies")
+
+
+def __getattr__(name):
+  if name in _LAZY_SUBMODULES:
+    import importlib  # pylint: disable=import-outside-toplevel
+    return importlib.import_module(f"ftrl_adam.{name}")
+  raise AttributeError(f"module 'ftrl_adam' has no attribute {name!r}")
+
 __all__ = (
     "ClipBallState",
     "ClipBoxState",
@@ -50,4 +63,5 @@ __all__ = (
     "power_from_sigma_rel",
     "regret",
     "scale_by_ftrl_adam",
+    "studies",
 )
