@@ -36,9 +36,15 @@ Reproducibility contract (measured with jax/jaxlib 0.10 on CPU; see
   exactly one cell is squeezed back to unbatched shapes, which changes the
   kernels a ``dot`` gets (next point); the engine gives every device at least
   :data:`MIN_CELLS_PER_DEVICE` cells.
-* **Grid cell == single ``jax.jit(cell_fn)`` call** for elementwise maths,
-  transcendental functions, reductions, ``lax.scan``/``while``, PRNG and the
-  optax/ftrl_adam transforms - but **not for contractions** (``@``,
+* **Grid cell == single ``jax.jit(cell_fn, compiler_options=grid.compiler_options())``
+  call** for the ftrl_adam transforms and the regret games (tested), and in
+  our measurements for elementwise maths, transcendental functions,
+  reductions, ``lax.scan``/``while`` and PRNG.  This is best effort, not a
+  guarantee of XLA: it may contract ``a*b + c`` into a fused multiply-add
+  or fold constants differently when the fusions of the batched and the
+  unbatched program differ; a ``jax.lax.optimization_barrier`` around data
+  and loss inputs pins such boundaries (``ftrl_adam.studies`` does this).
+  It does **not** hold for contractions (``@``,
   ``jnp.dot``, ``einsum``, ``tensordot``, convolutions): XLA rewrites a small
   unbatched dot into an elementwise multiply and a reduce loop, while the
   batched dot of the grid goes to a dot kernel with another summation order, so
