@@ -17,6 +17,10 @@ Every claim of MATH.md section 3 as something to run (and a test to check):
   :func:`d4_bound`, :func:`minimax_order`, :func:`switch_order`,
   :func:`alternating_order`, :func:`oblivious_order`, and the closed forms of
   the switch sequence;
+* the beta-grid (:mod:`ftrl_adam.regret.study`): :func:`beta_grid` and
+  :func:`run_beta_grid` run thousands of games over (b1, b2) x seeds (x D, c
+  or learning rates) as one vmapped, sharded, chunked, resumable program and
+  write a CSV, a JSON and heatmaps (the ``ftrl-adam regret`` command);
 * float64 references for small T (:mod:`ftrl_adam.regret.reference`):
   :func:`discounted_regret` from a trajectory, :func:`scaled_ftrl_regret`
   (identity D2) and :func:`ftrl_plays` (the FTRL form of Algorithm 1).
@@ -72,9 +76,22 @@ from ftrl_adam.regret.games import theory_learner
 from ftrl_adam.regret.reference import discounted_regret
 from ftrl_adam.regret.reference import ftrl_plays
 from ftrl_adam.regret.reference import scaled_ftrl_regret
+from ftrl_adam.regret.study import BETA_GRID_ADVERSARIES
+from ftrl_adam.regret.study import BETA_GRID_COLUMNS
+from ftrl_adam.regret.study import BetaGrid
+from ftrl_adam.regret.study import BetaGridResult
+from ftrl_adam.regret.study import beta_grid
+from ftrl_adam.regret.study import beta_grid_cell
+from ftrl_adam.regret.study import format_beta_summary
+from ftrl_adam.regret.study import run_beta_grid
+from ftrl_adam.regret.study import summarize_beta_grid
 
 __all__ = (
+    "BETA_GRID_ADVERSARIES",
+    "BETA_GRID_COLUMNS",
     "Adversary",
+    "BetaGrid",
+    "BetaGridResult",
     "BoundStreams",
     "GameResult",
     "Theory",
@@ -83,9 +100,12 @@ __all__ = (
     "adaptive",
     "alternating",
     "alternating_order",
+    "beta_grid",
+    "beta_grid_cell",
     "d3_bound",
     "d4_bound",
     "discounted_regret",
+    "format_beta_summary",
     "from_array",
     "ftrl_plays",
     "game",
@@ -100,8 +120,10 @@ __all__ = (
     "play",
     "rademacher",
     "raise_if_nonfinite",
+    "run_beta_grid",
     "scaled_ftrl_regret",
     "sparse",
+    "summarize_beta_grid",
     "switch",
     "switch_eta",
     "switch_lengths",
