@@ -4,9 +4,9 @@ The public API (DESIGN.md):
 
 * :func:`scale_by_ftrl_adam`, :func:`ftrl_adam` - the FTRL-update Adam transforms;
 * :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains;
-* :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (MATH.md 5);
+* :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (docs/theory.md 5);
 * :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
-  MATH.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
+  docs/theory.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
 * :mod:`regret` - the regret lab (online linear games, adversaries, bounds);
 * :mod:`grid` - grids of configurations run as one sharded, resumable program
   (``ftrl_adam.plots`` draws their heatmaps; imported on demand);

@@ -25,7 +25,7 @@ __all__ = ("OVERLAYS", "heatmap")
 
 # Named overlay curves y = f(x); "{x}" and "{y}" in the label become the
 # column names (e.g. "b2 = b1^2", the boundary b1 = sqrt(b2) of Nguyen's two
-# regimes, MATH.md section 2).
+# regimes, docs/theory.md section 2).
 OVERLAYS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "y=x^2": ("{y} = {x}$^2$", lambda x: x ** 2),
     "y=x": ("{y} = {x}", lambda x: x),

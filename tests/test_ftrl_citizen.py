@@ -1,6 +1,5 @@
 """The optax good-citizen matrix (STYLE.md) for ftrl_adam and its pieces."""
 
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,6 @@
 """The regret lab: online linear optimisation games, adversaries and bounds.
 
-Every claim of MATH.md section 3 as something to run (and a test to check):
+Every claim of docs/theory.md section 3 as something to run (and a test to check):
 
 * games (:mod:`ftrl_adam.regret.games`): :func:`play` any optax transform
   against an adversary under ``jax.lax.scan``, calling the transform's own
@@ -25,7 +25,7 @@ Every claim of MATH.md section 3 as something to run (and a test to check):
   :func:`discounted_regret` from a trajectory, :func:`scaled_ftrl_regret`
   (identity D2) and :func:`ftrl_plays` (the FTRL form of Algorithm 1).
 
-Tags as in MATH.md: [P] the papers' prose, [D] derived here (constants ours,
+Tags as in docs/theory.md: [P] the papers' prose, [D] derived here (constants ours,
 tested), [R] the papers' statement in order with our constants.
 
 Example:

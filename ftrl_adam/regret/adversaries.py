@@ -1,4 +1,4 @@
-"""Adversaries of the online linear optimisation games (MATH.md section 3).
+"""Adversaries of the online linear optimisation games (docs/theory.md section 3).
 
 An :class:`Adversary` produces the gradient g_t of round t of a game.  Two kinds:
 
@@ -18,7 +18,7 @@ t is ``jax.random.fold_in(key, t)``, the same on every execution path.
 References:
   Nguyen, ALT 2026, https://arxiv.org/abs/2510.03478 (the switch sequence of
   Theorem 2.5 and the non-oblivious adversary of Theorem 4.1, in order [R];
-  the exact constructions D5-D7 are MATH.md's [D]).
+  the exact constructions D5-D7 are docs/theory.md's [D]).
   Ahn & Cutkosky, NeurIPS 2024, https://arxiv.org/abs/2405.18199
   (online-to-nonconvex conversion).
 """
@@ -226,7 +226,7 @@ def rademacher(G: Any = 1.0) -> Adversary:
   """g_t uniform on {-G, +G}^d, independent over rounds (oblivious).
 
   The random-sign sequence of the minimax lower bound Omega(DG/sqrt(1-b1^2))
-  (MATH.md D4 [R]).
+  (docs/theory.md D4 [R]).
 
   Args:
     G: the magnitude, G >= 0.
@@ -250,7 +250,7 @@ def sparse(G: Any = 1.0, p: Any = 0.1) -> Adversary:
   """Each coordinate is +-G with probability p, else 0 (oblivious).
 
   Coordinates that have seen no gradient yet exercise the 0/0 := 0 convention
-  of the learner (MATH.md section 2).
+  of the learner (docs/theory.md section 2).
 
   Args:
     G: the magnitude, G >= 0.
@@ -383,7 +383,7 @@ def switch(G: Any = 1.0, b1: Any = 0.9, b2: Any = 0.999,
     G: the magnitude, G >= 0.
     b1: the learner's decays the sequence is built against, in [0, 1).
     b2: as ``b1``.
-    kappa: length factor of the -G phase, > 0 (MATH.md: [1/2, 2]).
+    kappa: length factor of the -G phase, > 0 (docs/theory.md: [1/2, 2]).
 
   Returns:
     An oblivious :class:`Adversary`; ``params`` holds ``L`` and ``k``.
@@ -463,7 +463,7 @@ def abs_w(G: Any = 1.0, w0: Any = 5.0) -> Adversary:
 
   Args:
     G: the magnitude, G >= 0.
-    w0: the initial iterate (MATH.md: 5).
+    w0: the initial iterate (docs/theory.md: 5).
 
   Returns:
     An adaptive :class:`Adversary`.

@@ -1,7 +1,7 @@
-"""Regret bounds, lower-bound orders and the closed forms of MATH.md section 3.
+"""Regret bounds, lower-bound orders and the closed forms of docs/theory.md section 3.
 
 Everything here is evaluation code: it reads the gradient sequence (or its
-online sums) and never re-implements the learner.  Tags follow MATH.md:
+online sums) and never re-implements the learner.  Tags follow docs/theory.md:
 
 * **[D]** derived in this project (exact for Algorithm 1 as defined there) and
   checked numerically by the tests;
@@ -45,7 +45,7 @@ def _safe_div(num, den):
 
 
 class BoundStreams(NamedTuple):
-  r"""Online sums of the upper bound D3 (MATH.md section 3) [D].
+  r"""Online sums of the upper bound D3 (docs/theory.md section 3) [D].
 
   For the ``"box"`` domain every field has the shape of the play, ``(d,)``
   (one bound per coordinate, summed at the end); for the ``"ball"`` domain
@@ -92,7 +92,7 @@ def update_streams(
     streams: BoundStreams, g: jax.Array, *, b1: Any, b2: Any, c: Any,
     radius: Any, domain: str = "box",
 ) -> BoundStreams:
-  r"""One round of the online form of D3 (MATH.md section 3) [D].
+  r"""One round of the online form of D3 (docs/theory.md section 3) [D].
 
   .. math::
 
@@ -304,7 +304,7 @@ def alternating_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
   r"""Order ``D G sqrt(1 - b2) / (1 - b1**2)`` of the alternating sequence D6 [D].
 
   The regret of Algorithm 1 (c = D) on g_t = G (-1)**t; it exceeds the minimax
-  order exactly when b2 < b1**2 (MATH.md D6, measured ratio 1.01-2.0).
+  order exactly when b2 < b1**2 (docs/theory.md D6, measured ratio 1.01-2.0).
 
   Args:
     radius: D.
@@ -329,7 +329,7 @@ def oblivious_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
 
   sup over oblivious sequences of the regret of Algorithm 1 (c = D) is
   DG max{min(1/sqrt(1-b2), 1/(1-b1)), sqrt(1-b2)/(1-b1^2)} up to constants
-  (MATH.md D5 + D6 [D]); both branches meet the minimax order at b2 = b1**2,
+  (docs/theory.md D5 + D6 [D]); both branches meet the minimax order at b2 = b1**2,
   the sense in which b1 = sqrt(b2) is optimal against an oblivious adversary
   (Nguyen [P]).
 
@@ -362,7 +362,7 @@ def switch_lengths(b1: Any, b2: Any, kappa: Any = 1.0) -> tuple[jax.Array, jax.A
   Args:
     b1: the learner's decays, in [0, 1).
     b2: as ``b1``.
-    kappa: length factor of the second phase, in [1/2, 2] in MATH.md.
+    kappa: length factor of the second phase, in [1/2, 2] in docs/theory.md.
 
   Returns:
     ``(L, k)`` as int32 arrays.

@@ -1,6 +1,6 @@
 r"""Online linear optimisation games: any optax transform against an adversary.
 
-A game of T rounds in d dimensions (MATH.md sections 1 and 3):
+A game of T rounds in d dimensions (docs/theory.md sections 1 and 3):
 
 * round t = 1..T: the learner has its play Delta_t (Delta_1 = 0, the play
   before any update) and iterate w_t = w_0 + sum_{s<=t} Delta_s;
@@ -11,7 +11,7 @@ A game of T rounds in d dimensions (MATH.md sections 1 and 3):
 
 All of it is one ``jax.lax.scan`` body that calls the transform's own
 ``update``: there is no second copy of the update rule.  The game keeps
-streaming sums (O(d) memory, MATH.md section 1 and section 3 online forms):
+streaming sums (O(d) memory, docs/theory.md section 1 and section 3 online forms):
 
     r_t = lam r_{t-1} + <g_t, Delta_t>,     M_t = lam M_{t-1} + g_t,
 
@@ -61,7 +61,7 @@ _f32 = jnp.float32
 
 
 class Theory(NamedTuple):
-  """Constants of Algorithm 1 (MATH.md section 2) that a learner runs with.
+  """Constants of Algorithm 1 (docs/theory.md section 2) that a learner runs with.
 
   Used by :func:`play` for the bound fields (D3, D4) and, with
   ``method="parallel"``, for the moment recurrences of the learner.
@@ -164,7 +164,7 @@ def theory_learner(b1: Any, b2: Any, radius: Any, *, c: Optional[Any] = None,
 
   ``ftrl_adam(lr, b1, b2, eps=0, radius=D, bias_correction=False)`` with
   ``lr = c sqrt(1 - b2) / (1 - b1)``, so that c = lr (1 - b1)/sqrt(1 - b2) and
-  its FTRL rate is eta_t = c b1^{t-1} / sqrt(V_{t-1}) (MATH.md section 2, [D]).
+  its FTRL rate is eta_t = c b1^{t-1} / sqrt(V_{t-1}) (docs/theory.md section 2, [D]).
   The theory's choice is c = D [R].  For ``domain="ball"`` the second moment
   is global (one scalar from ||g||^2, Ahn & Cutkosky 2024), for which the
   argmin is the Euclidean projection of -eta H.
@@ -555,7 +555,7 @@ def play(
 
   against the best comparator of the box and of the ball of radius D, against
   ``u``, and, given the learner's :class:`Theory`, the bounds D3 and D4
-  (MATH.md section 3 [D]).  Identity D2: for Algorithm 1 (lam = b1) this is
+  (docs/theory.md section 3 [D]).  Identity D2: for Algorithm 1 (lam = b1) this is
   b1^T times the FTRL regret on the scaled losses b1^{-t} g_t [D].
 
   ``method="parallel"`` (oblivious adversaries, ``ftrl_adam`` chains): the

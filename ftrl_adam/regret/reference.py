@@ -1,7 +1,7 @@
 r"""Float64 NumPy reference computations for small games (test oracles).
 
 The EMA form of Algorithm 1 is the implementation; the FTRL form on the scaled
-losses h_t = b1^{-t} g_t (MATH.md section 2, Algorithm 2 [D]) is an oracle for
+losses h_t = b1^{-t} g_t (docs/theory.md section 2, Algorithm 2 [D]) is an oracle for
 small T only: b1^{-t} overflows float64 near t = 6700 for b1 = 0.9, and these
 functions refuse horizons where it would.  They take a recorded trajectory
 (:class:`ftrl_adam.regret.Trajectory`) or a gradient sequence as arrays of
@@ -50,7 +50,7 @@ def discounted_regret(
     grads: Any, plays: Any, discount: float, *, u: Optional[Any] = None,
     radius: Optional[float] = None, domain: str = "box",
 ) -> float:
-  r"""R_T(u) = sum_t lam^{T-t} <g_t, Delta_t - u> in float64 (MATH.md section 1).
+  r"""R_T(u) = sum_t lam^{T-t} <g_t, Delta_t - u> in float64 (docs/theory.md section 1).
 
   With ``radius`` instead of ``u``: the supremum over the box (``||.||_1``) or
   ball (``||.||_2``) of radius D, ``sum_t lam^{T-t} <g_t, Delta_t> + D ||M_T||``
@@ -143,7 +143,7 @@ def ftrl_plays(
   eta_t = c beta^{t-1} / sqrt(S_{t-1}), beta = b1 / sqrt(b2): the clip of
   -eta_t H_{t-1} per coordinate (box), or its projection on the l2 ball with
   S built from ||g||^2 (ball, one global rate).  0 where S_{t-1} = 0.  It
-  equals Algorithm 1 (``theory_learner``) exactly: MATH.md section 2.
+  equals Algorithm 1 (``theory_learner``) exactly: docs/theory.md section 2.
 
   Args:
     grads: g_t, shape ``(T, d)``.

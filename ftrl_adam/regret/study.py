@@ -5,7 +5,7 @@ learner (Algorithm 1, :func:`ftrl_adam.regret.game`) over a grid of
 (b1, b2) x seeds (x radii D, x constants c or learning rates) against one or
 more adversaries, and report per cell the b1-discounted regret against the
 best comparator, the bound D3, their ratio and the regret over the theory's
-orders (MATH.md section 3).  Two steps:
+orders (docs/theory.md section 3).  Two steps:
 
 1. :func:`beta_grid` checks every setting and returns a :class:`BetaGrid`
    (nothing is traced or compiled; a bad value raises a ``ValueError`` that
@@ -37,7 +37,7 @@ Adversaries (:data:`BETA_GRID_ADVERSARIES`), each with gradient scale G:
   ``method="parallel"``); order :func:`ftrl_adam.regret.oblivious_order`.
 
 The orders are per coordinate; the grid multiplies them by d (box domain) or
-sqrt(d) (ball domain).  Tags as in MATH.md: the orders are Nguyen's [R], the
+sqrt(d) (ball domain).  Tags as in docs/theory.md: the orders are Nguyen's [R], the
 bound D3 and the constructions are this project's [D].
 
 Example:
@@ -797,7 +797,7 @@ def summarize_beta_grid(table: Mapping[str, np.ndarray], *,
   the b2 of the grid nearest b1^2 (in log(1 - b2)) and its regret, and the
   worst regret / D3 ratio over b2 and seeds.  With two or more adversaries
   also the rows of adversary ``"worst"``: the max over adversaries of the
-  mean regret / minimax order (the oblivious worst case of MATH.md D5 + D6,
+  mean regret / minimax order (the oblivious worst case of docs/theory.md D5 + D6,
   minimised near b2 = b1^2 [D]).
 
   Args:

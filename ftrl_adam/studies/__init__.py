@@ -1,7 +1,7 @@
 """Vectorised (b1, b2) studies: train small Flax models over a grid in one program.
 
 Do b1 = b2 (Orvieto & Gower 2025) or b2 = b1**2 (Nguyen's b1 / sqrt(b2) = 1)
-win on *your* model once the learning rate is tuned?  MATH.md section 6.
+win on *your* model once the learning rate is tuned?  docs/theory.md section 6.
 
 * tasks (:mod:`ftrl_adam.studies.tasks`): :class:`Task` (init, loss, a pure
   ``train_batch(key, step)``, validation data), the built-in :data:`TASKS`

@@ -6,7 +6,7 @@
 over every device, resumable from ``out_dir``), then tunes the learning rate
 per (b1, b2) as Orvieto & Gower (2025) do - for each (b1, b2) the learning rate
 with the lowest validation loss averaged over seeds - and reports, for each
-b1, the best b2 next to b1 and b1**2 (MATH.md section 6: with the learning
+b1, the best b2 next to b1 and b1**2 (docs/theory.md section 6: with the learning
 rate tuned, Orvieto & Gower find b1 = b2 near-optimal; Nguyen reads the same
 runs as b1 / sqrt(b2) ~ 1, i.e. b2 ~ b1**2).
 
@@ -54,7 +54,7 @@ TUNE_METRICS = ("val_loss", "val_loss_ema", "best_val_loss",
                 "best_val_loss_ema")
 
 #: The grid of Orvieto & Gower (2025): b = 1 - kappa (1 - 0.9),
-#: kappa in {2**-5, ..., 2**2} (MATH.md section 6), as a grid axis spec.
+#: kappa in {2**-5, ..., 2**2} (docs/theory.md section 6), as a grid axis spec.
 OG_AXIS = "log1m:0.6:0.996875:8"
 
 #: The default study of ``ftrl-adam study`` (about a minute on 2 CPU cores).

@@ -87,7 +87,7 @@ def train(
   r"""Trains ``task`` with FTRL-Adam + EMA; returns the validation metrics.
 
   The optimizer is ``optax.chain(ftrl_adam(learning_rate, b1, b2, eps),
-  ema_params(ema_decay))`` (MATH.md sections 2 and 5; with the defaults
+  ema_params(ema_decay))`` (docs/theory.md sections 2 and 5; with the defaults
   ``ftrl_adam`` is Adam).  Evaluation happens after every ``eval_every`` steps
   and after the last step, on the raw parameters and on the EMA.
 
