@@ -301,17 +301,48 @@ def _add_study_parser(sub: Any) -> None:
   add_study_parser(sub)
 
 
+# ============================================================================
+# ftrl-adam bench
+# ============================================================================
+
+
+def _bench(args: argparse.Namespace) -> int:
+  import importlib  # pylint: disable=import-outside-toplevel
+  module = importlib.import_module(f"ftrl_adam.bench.{args.benchmark}")
+  return int(module.main(args.bench_args) or 0)
+
+
+def _add_bench_parser(sub: Any) -> None:
+  from ftrl_adam.bench import BENCHMARKS  # pylint: disable=import-outside-toplevel
+  p = sub.add_parser(
+      "bench", help="run a benchmark: a table naming the device, and a JSON",
+      description=("Run one of the package's benchmarks (DESIGN.md targets). "
+                   "Options after the name go to the benchmark: "
+                   "`ftrl-adam bench step --help` lists them. Results: a "
+                   "printed table naming the device and a JSON under --out "
+                   "(default benchmarks/results in a checkout's root, else "
+                   "./bench-results)."))
+  p.add_argument("benchmark", choices=BENCHMARKS,
+                 help="step: ftrl_adam vs optax.adam per step; grid: the "
+                      "beta-grid, loop vs vmapped vs time-parallel; study: K "
+                      "training runs in one program vs K runs")
+  p.add_argument("bench_args", nargs=argparse.REMAINDER,
+                 help="options of the benchmark")
+  p.set_defaults(func=_bench, _parser=p)
+
+
 def build_parser() -> argparse.ArgumentParser:
   """The ``ftrl-adam`` parser with its subcommands."""
   parser = argparse.ArgumentParser(
       prog="ftrl-adam",
       description=("Adam as FTRL on the updates: the regret lab's beta-grid "
                    "(`ftrl-adam regret`, the main job), training studies and "
-                   "a demo. `ftrl-adam SUBCOMMAND --help` lists a "
+                   "benchmarks and a demo. `ftrl-adam SUBCOMMAND --help` lists a "
                    "subcommand's options."))
   sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
   _add_regret_parser(sub)
   _add_study_parser(sub)
+  _add_bench_parser(sub)
   _add_demo_parser(sub)
   return parser
 

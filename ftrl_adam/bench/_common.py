@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmarks: device naming, timing, table and JSON output."""
+"""Shared helpers of the benchmarks: device naming, timing, table and JSON output."""
 
 from __future__ import annotations
 
@@ -60,8 +60,30 @@ def _fmt(c):
   return str(c)
 
 
+# Where results go: set by each benchmark's ``--out`` (see ``add_out_option``).
+RESULTS_DIR = None
+
+
+def default_results_dir() -> str:
+  """``benchmarks/results`` of a checkout when run from its root, else ``bench-results``."""
+  here = os.path.join("benchmarks", "results")
+  return here if os.path.isdir("benchmarks") else "bench-results"
+
+
+def add_out_option(parser) -> None:
+  parser.add_argument(
+      "--out", default=None,
+      help="folder for the JSON results (default: benchmarks/results in a "
+           "checkout's root, else ./bench-results)")
+
+
+def set_out(path) -> None:
+  global RESULTS_DIR
+  RESULTS_DIR = path
+
+
 def write_json(name: str, payload: dict) -> str:
-  out_dir = os.path.join(os.path.dirname(__file__), "results")
+  out_dir = RESULTS_DIR or default_results_dir()
   os.makedirs(out_dir, exist_ok=True)
   info = device_description()
   tag = f"{info['platform']}-{info['device_kind']}".replace(" ", "_").lower()

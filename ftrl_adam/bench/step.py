@@ -1,0 +1,103 @@
+"""One optimizer step of ftrl_adam vs optax.adam (DESIGN.md performance target).
+
+Median wall time of a jitted step (update + apply_updates, params and state
+donated), the two optimizers interleaved in the same process, at 1M and 16M
+float32 parameters.  On a GPU it also measures a device-to-device copy and
+reports the step's effective bandwidth for the bytes an Adam step must move
+(read p, g, m, v; write p, m, v = 7 x 4 bytes per parameter).
+
+Usage:  python benchmarks/step.py [--sizes 1000000 16000000] [--repeats 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ftrl_adam.bench import _common  # noqa: E402
+
+import ftrl_adam as fa  # noqa: E402
+
+
+def _params(n: int) -> dict:
+  # a few leaves, like a small network: 1/2, 1/4, 1/4 of the parameters
+  sizes = [n // 2, n // 4, n - n // 2 - n // 4]
+  return {f"w{i}": jnp.zeros((s,), jnp.float32) for i, s in enumerate(sizes)}
+
+
+def _stepper(tx, params):
+  def step(p, s, g):
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+  step = jax.jit(step, donate_argnums=(0, 1))
+  params = jax.tree.map(jnp.copy, params)  # each stepper owns (and donates) its own
+  state = {"p": params, "s": tx.init(params)}
+  grads = jax.tree.map(lambda x: jnp.full_like(x, 0.01), params)
+
+  def run():
+    state["p"], state["s"] = step(state["p"], state["s"], grads)
+    _common.block(state["p"])
+
+  run()  # compile
+  return run
+
+
+def _copy_bandwidth(n: int, repeats: int) -> float:
+  x = jnp.ones((n,), jnp.float32)
+  copy = jax.jit(lambda a: a * 1.0 + 0.0)  # a real read + write, not elided
+  state = {"x": copy(x)}
+  def run():
+    state["x"] = copy(state["x"])
+    _common.block(state["x"])
+  run()
+  t = _common.interleaved_medians({"copy": run}, repeats)["copy"]
+  return 2 * 4 * n / t / 1e9
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(prog="ftrl-adam bench step", description=__doc__.splitlines()[0])
+  ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 16_000_000])
+  ap.add_argument("--repeats", type=int, default=30)
+  _common.add_out_option(ap)
+  args = ap.parse_args(argv)
+  _common.set_out(args.out)
+  f32 = jnp.float32
+  hp = dict(learning_rate=f32(1e-3), b1=f32(0.9), b2=f32(0.999), eps=f32(1e-8))
+  gpu = jax.devices()[0].platform == "gpu"
+  rows, records = [], []
+  for n in args.sizes:
+    params = _params(n)
+    fns = {
+        "optax.adam": _stepper(optax.adam(**hp), params),
+        "ftrl_adam": _stepper(fa.ftrl_adam(**hp), params),
+        "ftrl_adam box": _stepper(fa.ftrl_adam(**hp, radius=1e-3), params),
+    }
+    med = _common.interleaved_medians(fns, args.repeats)
+    base = med["optax.adam"]
+    bw = _copy_bandwidth(n, args.repeats) if gpu else None
+    for name, t in med.items():
+      gbs = 7 * 4 * n / t / 1e9
+      row = {"params": n, "optimizer": name, "median_ms": 1e3 * t,
+             "ratio_vs_optax_adam": t / base, "step_GB_per_s": gbs}
+      if bw is not None:
+        row["copy_GB_per_s"] = bw
+        row["fraction_of_copy_bw"] = gbs / bw
+      records.append(row)
+      rows.append([n, name, 1e3 * t, t / base, gbs] + (
+          [bw, gbs / bw] if bw is not None else []))
+  print(f"device: {_common.device_name()}  (median of {args.repeats} interleaved steps)")
+  headers = ["params", "optimizer", "median ms", "ratio vs optax.adam", "GB/s"]
+  if gpu:
+    headers += ["copy GB/s", "fraction of copy"]
+  _common.print_table(headers, rows)
+  path = _common.write_json("step", {"repeats": args.repeats, "results": records})
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
