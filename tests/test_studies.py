@@ -307,3 +307,26 @@ def test_flax_task_from_an_iterable_of_batches():
   assert float(out["val_loss"]) < 1e-2
   with pytest.raises(ValueError, match="`batch_size` is required"):
     studies.flax_task(nn.Dense(1), optax.l2_loss, (xv, xv), (xv, xv))
+
+
+def test_resuming_a_user_task_with_other_data_is_refused(tmp_path):
+  """The results folder's fingerprint covers a flax_task's data and model:
+  same shapes, other numbers -> refused, never silently reused."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+
+  def task_with(seed, model=nn.Dense(1)):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(32, 3)).astype(np.float32)
+    return studies.flax_task(model, optax.l2_loss, (x, x[:, :1]), (x, x[:, :1]),
+                             batch_size=8, name="user")
+
+  kw = dict(b1=[0.9], b2=[0.99], learning_rates=[0.01], seeds=1, steps=5,
+            eval_every=5, out_dir=str(tmp_path / "run"), progress=False,
+            plots=False)
+  studies.run_study(task_with(0), **kw)
+  studies.run_study(task_with(0), **kw)  # same task: resumes
+  with pytest.raises(ValueError, match="run"):
+    studies.run_study(task_with(1), **kw)  # other data, same shapes
+  with pytest.raises(ValueError, match="run"):
+    studies.run_study(task_with(0, nn.Dense(1, use_bias=False)), **kw)

@@ -43,6 +43,7 @@ the same bits as the single run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import itertools
 import math
@@ -521,6 +522,28 @@ def rosenbrock(noise: float = 0.1, init_scale: float = 0.1) -> Task:
 # ----------------------------------------------------------------------------
 
 
+def _content_hash(model: Any, loss_fn: Any, *data: Any) -> str:
+  """sha256 of what a user task computes: the model's configuration (its
+  repr), the loss function's code and constants, and every data array.
+
+  It goes into the task's ``info``, which the results folder's fingerprint
+  includes, so a resumed study never reuses chunks trained on other data or
+  another model of the same shapes.
+  """
+  h = hashlib.sha256()
+  h.update(repr(model).encode())
+  code = getattr(loss_fn, "__code__", None)
+  h.update(getattr(loss_fn, "__qualname__", repr(loss_fn)).encode())
+  if code is not None:
+    h.update(code.co_code)
+    h.update(repr(code.co_consts).encode())
+  for leaf in jax.tree.leaves(data):
+    a = np.asarray(leaf)
+    h.update(f"{a.dtype}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()
+
+
 def flax_task(
     model: nn.Module,
     loss_fn: Callable[[jax.Array, Any], jax.Array],
@@ -632,7 +655,10 @@ def flax_task(
           steps=500, learning_rates=(1e-3, 3e-3, 1e-2), ema_decay=0.99,
           eval_every=50),
       info=dict(description=f"user Flax model {type(model).__name__} "
-                            f"({source})", kwargs={}))
+                            f"({source})", kwargs={},
+                content_sha256=_content_hash(
+                    model, loss_fn, arrays if is_arrays else stacked,
+                    val_data)))
 
 
 # ----------------------------------------------------------------------------
