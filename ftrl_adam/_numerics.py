@@ -44,3 +44,19 @@ def tree_fixed_order_sum(tree, fn=lambda x: x) -> jax.Array:
 def fixed_order_max(x: jax.Array) -> jax.Array:
   """Max is exact in any order; a plain reduce is already batch-invariant."""
   return jnp.max(x)
+
+
+def zeros_like(p, dtype=None) -> jax.Array:
+  """Zeros of ``p``'s shape in ``dtype`` (default ``p.dtype``), on ``p``'s sharding.
+
+  Works for arrays, tracers and ``jax.ShapeDtypeStruct`` (with or without a
+  sharding), so optimizer state created by ``init`` is laid out like the
+  parameters it belongs to (STYLE.md: sharding types stable).
+  """
+  dtype = p.dtype if dtype is None else dtype
+  if isinstance(p, jax.core.Tracer):
+    return jnp.zeros_like(p, dtype=dtype)
+  sharding = getattr(p, "sharding", None)
+  if sharding is None:
+    return jnp.zeros(p.shape, dtype)
+  return jnp.zeros(p.shape, dtype, device=sharding)

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import optax
 
 from ftrl_adam import _checks
+from ftrl_adam import _numerics
 from ftrl_adam import ema as _ema
 
 _is_none = lambda x: x is None  # noqa: E731
@@ -184,7 +185,7 @@ def online_to_nonconvex(
 
   def init_fn(params):
     play = jax.tree.map(
-        lambda p: None if p is None else jnp.zeros(p.shape, p.dtype),
+        lambda p: None if p is None else _numerics.zeros_like(p),
         params, is_leaf=_is_none)
     iterate = jax.tree.map(
         lambda p: None if p is None else jnp.array(p, copy=True),

@@ -74,7 +74,7 @@ def _state_dtype(dtype: Optional[Any], leaf_dtype: Any) -> Any:
 def _zeros_tree(params: Any, dtype: Optional[Any]) -> Any:
   return jax.tree.map(
       lambda p: None if p is None
-      else jnp.zeros(p.shape, _state_dtype(dtype, p.dtype)),
+      else _numerics.zeros_like(p, _state_dtype(dtype, p.dtype)),
       params, is_leaf=_is_none)
 
 
