@@ -23,6 +23,8 @@ import os
 import sys
 from typing import Any, Sequence
 
+from ftrl_adam import _cli_common
+
 _B_HELP = ("values in [0, 1): a list '0.9,0.99' or a range 'log1m:lo:hi:n' "
            "(1-b log-spaced), 'lin:lo:hi:n'; default the Orvieto & Gower grid "
            "%(default)s = 1 - {0.4, 0.2, ..., 0.003125}")
@@ -99,6 +101,7 @@ def add_study_parser(subparsers: Any) -> argparse.ArgumentParser:
   p.add_argument("--no-progress", action="store_true",
                  help="no progress line per chunk")
   p.add_argument("--no-plots", action="store_true", help="skip the heatmaps")
+  _cli_common.add_distributed_options(p)
   p.set_defaults(func=_run_study_command, _study_parser=p)
   return p
 
@@ -109,6 +112,7 @@ def _run_study_command(args: argparse.Namespace) -> int:
   from ftrl_adam.studies import tasks as tasks_lib  # pylint: disable=import-outside-toplevel
 
   parser = args._study_parser  # pylint: disable=protected-access
+  _cli_common.start_distributed(args, parser)
 
   # Everything is validated here, before any compilation.
   options = dict(args.option)
@@ -135,7 +139,7 @@ def _run_study_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress, overwrite=args.overwrite,
         plots=not args.no_plots, verbose=True)
   except grid.ResultsFolderError as e:
-    print(f"{parser.prog}: error: {e}", file=sys.stderr)
+    print(f"{parser.prog}: error: {_cli_words(str(e))}", file=sys.stderr)
     return 2
   names = sorted(os.path.basename(f) for f in result.files.values())
   print(f"\nwrote {len(names)} files to {out}/: {', '.join(names)}")
@@ -148,7 +152,9 @@ def _cli_words(message: str) -> str:
                     ("`b1`", "--b1"), ("`b2`", "--b2"),
                     ("`seeds`", "--seeds"), ("`steps`", "--steps"),
                     ("`eval_every`", "--eval-every"),
-                    ("`ema_decay`", "--ema-decay")):
+                    ("`ema_decay`", "--ema-decay"),
+                    ("overwrite=True", "--overwrite"),
+                    ("chunk_size=", "--chunk-size "), ("out_dir", "--out")):
     message = message.replace(arg, flag)
   return message
 
