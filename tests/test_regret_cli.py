@@ -369,3 +369,13 @@ def test_learning_rate_and_radius_axes(tmp_path, capsys):
       assert f"regret_alternating_radius={r}_lr={lr_text}.png" in names
   printed = capsys.readouterr().out
   assert "alternating, D=0.5, lr=0.01" in printed
+
+
+def test_xla_defaults_mode_runs_and_is_never_mixed_with_the_reproducible_one(tmp_path):
+  out = str(tmp_path / "run")
+  base = ["regret", "--quick", "--out", out, "--no-progress", "--no-plots"]
+  assert cli.main(base + ["--xla-defaults"]) == 0
+  table = (tmp_path / "run" / "results.csv").read_text()
+  assert table.count("\n") > 1
+  # The same arguments in the reproducible mode are another run: refused.
+  assert cli.main(base) == 2
