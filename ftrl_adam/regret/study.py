@@ -357,8 +357,8 @@ def beta_grid(
   Nothing is traced or compiled.  Axes are lists, arrays, scalars or the
   command-line specs of :func:`ftrl_adam.grid.parse_axis`
   (``"0.9,0.99"``, ``"lin:a:b:n"``, ``"log:a:b:n"``, ``"log1m:a:b:n"``).
-  The defaults are the ``ftrl-adam regret`` defaults: 16 x 16 (b1, b2) with
-  1 - b log-spaced, 4 seeds, switch, alternating and Gaussian adversaries,
+  The defaults are the ``ftrl-adam regret`` defaults: 16 x 24 (b1, b2) with
+  1 - b log-spaced, 8 seeds, switch, alternating and Gaussian adversaries,
   T = 2000, d = 64 (every switch cell completes its L + k rounds:
   b2 <= 0.995 gives L + k <= 1615).
 
