@@ -115,7 +115,7 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   bisection bracket [0, max(h) ||xt|| / D]; a fixed number of iterations keeps
   it jit-able.  Returns 0 when xt is already inside the ball.
   """
-  leaves = [(a, b) for a, b in zip(jax.tree.leaves(xt), jax.tree.leaves(h))]
+  leaves = [(a, b) for a, b in zip(jax.tree.leaves(xt), jax.tree.leaves(h), strict=False)]
   f32 = jnp.float32
   a2 = [jnp.square(a.astype(f32) * b.astype(f32)) for a, b in leaves]
   hs = [b.astype(f32) for _, b in leaves]
@@ -127,7 +127,7 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   def sums(lam):
     s2 = jnp.zeros([], f32)
     s3 = jnp.zeros([], f32)
-    for a, b in zip(a2, hs):
+    for a, b in zip(a2, hs, strict=False):
       d = b + lam
       inv = jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
       s2 = s2 + _numerics.fixed_order_sum(a * inv * inv)

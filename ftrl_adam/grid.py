@@ -322,7 +322,7 @@ def product(**axes: Any) -> Table:
     raise ValueError("product() needs at least one axis, e.g. b1=[0.9].")
   cols = {name: _axis_values(name, v) for name, v in axes.items()}
   grids = np.meshgrid(*cols.values(), indexing="ij")
-  return {name: g.reshape(-1).copy() for name, g in zip(cols, grids)}
+  return {name: g.reshape(-1).copy() for name, g in zip(cols, grids, strict=False)}
 
 
 def _mask(table: Mapping[str, np.ndarray], where: Optional[Mapping[str, Any]]
@@ -414,7 +414,7 @@ def pivot(
   gid = iy * len(xs) + ix
   order = np.argsort(gid, kind="stable")
   groups, starts = np.unique(gid[order], return_index=True)
-  for g, part in zip(groups, np.split(vv[order], starts[1:])):
+  for g, part in zip(groups, np.split(vv[order], starts[1:]), strict=False):
     z[g // len(xs), g % len(xs)] = fn(part.astype(np.float64))
   return xs, ys, z
 
@@ -922,7 +922,7 @@ def write_csv(table: Mapping[str, Any], path: str | os.PathLike, *,
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(columns)
-  writer.writerows(zip(*texts) if columns else [[]] * n)
+  writer.writerows(zip(*texts, strict=False) if columns else [[]] * n)
   _grid_io.atomic_write_text(os.fspath(path), buf.getvalue())
   return columns
 

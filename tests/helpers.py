@@ -18,7 +18,7 @@ def random_grads(key, params, scale=1.0):
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.random.split(key, max(1, len(leaves)))
   return jax.tree.unflatten(treedef, [
-      scale * jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves)
+      scale * jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves, strict=False)
   ])
 
 
@@ -43,7 +43,7 @@ def run_updates(tx, params, T, seed=0, scale_fn=None):
 
 def max_rel_diff(a, b):
   out = 0.0
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     denom = np.maximum(np.abs(y), 1e-30)

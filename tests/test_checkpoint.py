@@ -34,7 +34,7 @@ def _assert_bitwise_equal(a, b):
   la, ta = jax.tree.flatten(a)
   lb, tb = jax.tree.flatten(b)
   assert ta == tb
-  for x, y in zip(la, lb):
+  for x, y in zip(la, lb, strict=False):
     assert x.dtype == y.dtype
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 

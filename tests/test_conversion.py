@@ -44,12 +44,12 @@ def run(tx, steps=20, x0=X0):
 
 def assert_trees_equal(a, b):
   assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
     np.testing.assert_array_equal(x, y)
 
 
 def assert_trees_close(a, b, **kw):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
     np.testing.assert_allclose(x, y, **kw)
 
 
@@ -59,7 +59,7 @@ def test_scaling_none_reproduces_the_plain_learner_bit_for_bit(make_learner):
   plain, _ = run(make_learner())
   conv, states = run(fa.online_to_nonconvex(
       make_learner(), key=jax.random.key(0), scaling="none"))
-  for n, (p, c, st) in enumerate(zip(plain, conv, states)):
+  for n, (p, c, st) in enumerate(zip(plain, conv, states, strict=False)):
     assert_trees_equal(p, c)
     assert_trees_equal(fa.nonconvex_iterate(st), c)   # y = w when s = 1
     assert float(st.scale) == 1.0, n
@@ -100,7 +100,7 @@ def test_gradient_points_lie_on_the_segment():
     assert 0.0 <= s < 1.0
     # One scalar s for every coordinate of every leaf.
     for yl, a, b in zip(jax.tree.leaves(y), jax.tree.leaves(w_start),
-                        jax.tree.leaves(w_end)):
+                        jax.tree.leaves(w_end), strict=False):
       np.testing.assert_allclose(yl, a + s * (b - a), rtol=1e-6, atol=1e-6)
       lo, hi = np.minimum(a, b), np.maximum(a, b)
       assert np.all((yl >= lo - 1e-6) & (yl <= hi + 1e-6))
@@ -111,7 +111,7 @@ def test_gradient_points_lie_on_the_segment():
 def test_exponential_gradient_point_is_the_iterate():
   points, states = run(fa.online_to_nonconvex(
       learner(), key=jax.random.key(3), scaling="exponential"))
-  for p, st in zip(points, states):
+  for p, st in zip(points, states, strict=False):
     assert_trees_equal(p, fa.nonconvex_iterate(st))
 
 
@@ -121,7 +121,7 @@ def test_same_key_same_trajectory_other_key_differs():
   b, _ = run(make(jax.random.key(5)))
   c, _ = run(make(jax.random.key(6)))
   raw, _ = run(make(jax.random.PRNGKey(5)))           # legacy raw key, same data
-  for x, y, z in zip(a, b, raw):
+  for x, y, z in zip(a, b, raw, strict=False):
     assert_trees_equal(x, y)
     assert_trees_equal(x, z)
   assert not np.array_equal(a[-1]["a"], c[-1]["a"])

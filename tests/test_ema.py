@@ -34,10 +34,10 @@ def _drive(tx, x0, params_seq, updates_seq):
   """Runs tx.update on each (updates, params); returns the EMA after each step."""
   state = tx.init(x0)
   out = []
-  for p, u in zip(params_seq, updates_seq):
+  for p, u in zip(params_seq, updates_seq, strict=False):
     u_out, state = tx.update(u, state, p)
     out.append(fa.ema_params_of(state))
-    for a, b in zip(jax.tree.leaves(u_out), jax.tree.leaves(u)):
+    for a, b in zip(jax.tree.leaves(u_out), jax.tree.leaves(u), strict=False):
       np.testing.assert_array_equal(a, b)            # updates pass through
   return out, state
 
@@ -98,11 +98,11 @@ def test_matches_numpy_reference(case, source):
   got, _ = _drive(tx, x0, ps, us)
   if source == "updated":   # the loop's rounding: float32 p + u
     xs = [_flat(jax.tree.map(lambda p, u: np.float32(p) + np.float32(u), p, u))
-          for p, u in zip(ps, us)]
+          for p, u in zip(ps, us, strict=False)]
   else:
     xs = [_flat(p) for p in ps]
   want = _ema_ref(xs, _flat(x0), warmup=warmup, **kw)
-  for n, (g, w) in enumerate(zip(got, want), start=1):
+  for n, (g, w) in enumerate(zip(got, want, strict=False), start=1):
     np.testing.assert_allclose(_flat(g), w, rtol=2e-5, atol=2e-6,
                                err_msg=f"step {n}")
 
@@ -191,8 +191,8 @@ def test_inject_hyperparams_gives_the_same_ema():
   plain, _ = _drive(fa.ema_params(0.9), x0, ps, us)
   injected_tx = optax.inject_hyperparams(fa.ema_params)(decay=0.9)
   injected, state = _drive(injected_tx, x0, ps, us)
-  for a, b in zip(plain, injected):
-    for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for a, b in zip(plain, injected, strict=False):
+    for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
       np.testing.assert_array_equal(la, lb)
   assert "hyperparams" in state._fields   # really injected
 
@@ -208,7 +208,7 @@ def test_bf16_params_keep_float32_ema_and_stable_state_dtypes():
   assert state.count.dtype == jnp.int32 and int(state.count) == 6
   # The float32 EMA averages the bf16 parameters the loop holds.
   xs = [_flat(jax.tree.map(lambda p, u: (p + u).astype(jnp.bfloat16), p, u))
-        for p, u in zip(ps, us)]
+        for p, u in zip(ps, us, strict=False)]
   np.testing.assert_allclose(_flat(got[-1]), _ema_ref(xs, _flat(x0), decay=0.9)[-1],
                              rtol=2e-5, atol=2e-6)
   low = fa.ema_params(0.9, ema_dtype=jnp.bfloat16).init(x0)
@@ -256,7 +256,7 @@ def _reference_ema(decay=0.9, grads=GRADS):
 
 def _assert_tree_equal(a, b):
   assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
     np.testing.assert_array_equal(x, y)
 
 

@@ -108,7 +108,7 @@ def test_nnx_state_lookups_match_a_pure_optax_run():
 
   def close(a, b):
     a = nnx.to_pure_dict(a) if isinstance(a, nnx.State) else a
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
       np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7)
 
   # By the optimizer, its opt_state, and the state-dict form nnx.state gives.

@@ -82,7 +82,7 @@ def test_dtypes_preserved(tx, dtype):
   params = make_params(dtype=dtype)
   state0 = tx.init(params)
   state, us = run_updates(tx, params, 5)
-  for u, p in zip(jax.tree.leaves(us), jax.tree.leaves(params)):
+  for u, p in zip(jax.tree.leaves(us), jax.tree.leaves(params), strict=False):
     assert u.dtype == p.dtype
   assert jax.tree.map(lambda x: x.dtype, state) == jax.tree.map(
       lambda x: x.dtype, state0)

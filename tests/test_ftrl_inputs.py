@@ -68,7 +68,7 @@ def test_coordinate_that_never_saw_a_gradient_stays_zero():
   tx = fa.ftrl_adam(0.1, 0.9, 0.99, 0.0, radius=1.0, domain="ball")
   params = jnp.zeros(3)
   state = tx.init(params)
-  for t in range(5):
+  for _ in range(5):
     u, state = tx.update(jnp.array([1.0, -2.0, 0.0]), state, params)
   assert np.isfinite(np.asarray(u)).all() and float(u[2]) == 0.0
   assert float(u[0]) < 0 < float(u[1])

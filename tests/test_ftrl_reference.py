@@ -41,7 +41,7 @@ def _rates(n, S, lr, b1, b2, eps, bias_correction, eps_mode):
 
 def _box_argmin(H, eta, D):
   out = np.empty_like(H)
-  for i, (h, et) in enumerate(zip(H, eta)):
+  for i, (h, et) in enumerate(zip(H, eta, strict=False)):
     f = lambda x: h * x + x * x / (2 * et) if np.isfinite(et) else h * x  # noqa
     cands = [-D, D]
     if np.isfinite(et) and abs(et * h) <= D:
@@ -51,7 +51,7 @@ def _box_argmin(H, eta, D):
     vals = [f(x) for x in cands]
     best = min(vals)
     # ties (h == 0): the minimum-norm minimiser
-    out[i] = min((x for x, v in zip(cands, vals) if v == best), key=abs)
+    out[i] = min((x for x, v in zip(cands, vals, strict=False) if v == best), key=abs)
   return out
 
 

@@ -53,7 +53,7 @@ def test_vmap_over_b1_b2_product_grid():
                          np.float32([0.25, 0.9, 0.9999]), indexing="ij")
   run = lambda b1, b2: _run(np.float32(0.01), b1, b2, np.float32(1e-8), None)[1]  # noqa
   batched = jax.jit(jax.vmap(run))(b1s.ravel(), b2s.ravel())
-  for i, (b1, b2) in enumerate(zip(b1s.ravel(), b2s.ravel())):
+  for i, (b1, b2) in enumerate(zip(b1s.ravel(), b2s.ravel(), strict=False)):
     single = jax.jit(run)(b1, b2)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b),
                  batched, single)

@@ -180,7 +180,7 @@ def test_axes_and_product():
   # First axis slowest, last fastest; every combination exactly once.
   assert t["seed"].tolist()[:4] == [0, 1, 0, 1]
   assert t["b1"].tolist()[:6] == [0.0] * 6
-  assert len({(a, b, s) for a, b, s in zip(t["b1"], t["b2"], t["seed"])}) == 12
+  assert len({(a, b, s) for a, b, s in zip(t["b1"], t["b2"], t["seed"], strict=False)}) == 12
   assert grid.select(t, b1=0.9, b2=[0.9, 0.99])["seed"].tolist() == [0, 1, 0, 1]
   with pytest.raises(ValueError, match="`b1`"):
     grid.product(b1=[])

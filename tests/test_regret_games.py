@@ -276,7 +276,7 @@ def test_switch_sequence_reaches_its_order():
   cells = [(b1, b2, kappa) for b1 in (0.5, 0.9, 0.95, 0.99, 0.999)
            for b2 in (0.9, 0.99, 0.999) for kappa in (0.5, 1.0)
            if b2 >= b1 ** 2]
-  b1, b2, kappa = (np.float32(x) for x in zip(*cells))
+  b1, b2, kappa = (np.float32(x) for x in zip(*cells, strict=False))
   L, k = regret.switch_lengths(b1, b2, kappa)
   T = int(jnp.max(L + k))
 
@@ -287,7 +287,7 @@ def test_switch_sequence_reaches_its_order():
 
   res = jax.jit(jax.vmap(one))(b1, b2, kappa, L + k)
   ratio = _np(res.regret_u) / _np(regret.switch_order(1.0, 1.0, b1, b2))
-  print("\nswitch ratios:", dict(zip(cells, np.round(ratio, 3))))
+  print("\nswitch ratios:", dict(zip(cells, np.round(ratio, 3), strict=False)))
   assert np.all((ratio >= 0.3) & (ratio <= 2.0)), ratio
   np.testing.assert_allclose(_np(res.regret_u), _np(res.regret_box), rtol=1e-5)
 
@@ -295,7 +295,7 @@ def test_switch_sequence_reaches_its_order():
 def test_switch_closed_forms_equal_simulated_plays():
   """switch_pre_clip_play = the unclipped transform's plays; clipped = Algorithm 1."""
   cells = [(b1, b2) for b1 in (0.3, 0.5, 0.9, 0.99) for b2 in (0.5, 0.75, 0.9)]
-  b1, b2 = (np.float32(x) for x in zip(*cells))
+  b1, b2 = (np.float32(x) for x in zip(*cells, strict=False))
   L, k = regret.switch_lengths(b1, b2)
   T = int(jnp.max(L + k))
   c, D = 0.6, 0.5
@@ -327,12 +327,12 @@ def test_alternating_sequence_order():
   """D6: regret ~ DG sqrt(1-b2)/(1-b1^2) (ratio in [0.9, 2]) when b2 <= b1^2."""
   cells = [(0.5, 0.25), (0.7, 0.25), (0.9, 0.25), (0.9, 0.5), (0.9, 0.81),
            (0.99, 0.5), (0.99, 0.9), (0.99, 0.98)]
-  b1, b2 = (np.float32(x) for x in zip(*cells))
+  b1, b2 = (np.float32(x) for x in zip(*cells, strict=False))
   res = jax.jit(jax.vmap(lambda b1, b2: regret.game(
       b1, b2, radius=1.0, T=2000, d=1, adversary=regret.alternating(1.0),
       key=jax.random.key(0))))(b1, b2)
   ratio = _np(res.regret_box) / _np(regret.alternating_order(1, 1, b1, b2))
-  print("\nalternating ratios:", dict(zip(cells, np.round(ratio, 3))))
+  print("\nalternating ratios:", dict(zip(cells, np.round(ratio, 3), strict=False)))
   assert np.all((ratio >= 0.9) & (ratio <= 2.0)), ratio
 
 
@@ -352,7 +352,7 @@ def test_d7_non_oblivious_adversaries_prefer_b2_above_b1_squared():
     for which in (0, 1):
       for b2 in (b1 ** 2, 1 - (1 - b1 ** 2) / 2, 1 - (1 - b1 ** 2) / 10, 0.9999):
         rows.append((b1, b2, which, round(30 / (1 - b1))))
-  b1, b2, which, h = (np.asarray(x) for x in zip(*rows))
+  b1, b2, which, h = (np.asarray(x) for x in zip(*rows, strict=False))
   adv = mixture([regret.oppose(1.0), regret.abs_w(1.0)], w0=5.0)
   T = int(h.max())
   res = jax.jit(jax.vmap(lambda b1, b2, which, h: regret.game(
@@ -361,7 +361,7 @@ def test_d7_non_oblivious_adversaries_prefer_b2_above_b1_squared():
       horizon=h)))(np.float32(b1), np.float32(b2), np.int32(which),
                    np.int32(h))
   R = _np(res.regret_box).reshape(-1, 4)
-  for (b1_, _, which_, _), r_a, r_bs in zip(rows[::4], R[:, 0], R[:, 1:]):
+  for (b1_, _, which_, _), r_a, r_bs in zip(rows[::4], R[:, 0], R[:, 1:], strict=False):
     b2_bs = np.float32([1 - (1 - b1_ ** 2) / 2, 1 - (1 - b1_ ** 2) / 10,
                         0.9999])
     print(f"\nD7 {('oppose', '|w|')[which_]} b1={b1_}: R_A={r_a:.3f} "
@@ -438,12 +438,12 @@ def test_vmapped_grid_equals_single_games_bit_for_bit(name):
   single = jax.jit(game)
   for i in range(n):
     for a, b in zip(jax.tree.leaves(single(b1[i], b2[i], keys[i])),
-                    jax.tree.leaves(grid)):
+                    jax.tree.leaves(grid), strict=False):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[i])
   # an eager call with Python floats gives the same bits as well
   eager = regret.game(float(b1[1]), float(b2[1]), radius=0.5, T=100, d=3,
                       adversary=adv, key=keys[1], record=True)
-  for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(grid)):
+  for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(grid), strict=False):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[1])
 
 
@@ -467,7 +467,7 @@ def test_same_key_same_numbers_and_discount_default():
   a = regret.game(0.9, 0.99, **args)
   b = regret.game(0.9, 0.99, **args)
   c = regret.game(0.9, 0.99, discount=0.9, **args)
-  for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(c)):
+  for x, y, z in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(c), strict=False):
     np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(x, z)
   other = regret.game(0.9, 0.99, **{**args, "key": jax.random.key(4)})

@@ -42,7 +42,7 @@ def assert_games_close(s, p, rtol=2e-5):
     scale = np.abs(np.asarray(s.loss)) + np.abs(np.asarray(s.bound)) + 1.0
     np.testing.assert_array_less(np.abs(a - b), rtol * scale + 1e-6,
                                  err_msg=f)
-  for a, b in zip(jax.tree.leaves(s.streams), jax.tree.leaves(p.streams)):
+  for a, b in zip(jax.tree.leaves(s.streams), jax.tree.leaves(p.streams), strict=False):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-6)
   np.testing.assert_array_equal(s.first_nonfinite_round,
                                 p.first_nonfinite_round)

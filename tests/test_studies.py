@@ -315,7 +315,8 @@ def test_resuming_a_user_task_with_other_data_is_refused(tmp_path):
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel
 
-  def task_with(seed, model=nn.Dense(1)):
+  def task_with(seed, model=None):
+    model = nn.Dense(1) if model is None else model
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(32, 3)).astype(np.float32)
     return studies.flax_task(model, optax.l2_loss, (x, x[:, :1]), (x, x[:, :1]),

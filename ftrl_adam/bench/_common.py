@@ -49,7 +49,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence]) -> None:
   cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
   widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
   for j, r in enumerate(cells):
-    print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)))
     if j == 0:
       print("  ".join("-" * w for w in widths))
 

@@ -54,7 +54,7 @@ def linear_recurrences(a: Any, *bs: jax.Array) -> tuple[jax.Array, ...]:
   sizes = np.cumsum([f.shape[1] for f in flat])[:-1]
   xs = jnp.split(linear_recurrence(a, jnp.concatenate(flat, axis=1)), sizes,
                  axis=1)
-  return tuple(x.reshape(b.shape) for x, b in zip(xs, bs))
+  return tuple(x.reshape(b.shape) for x, b in zip(xs, bs, strict=False))
 
 
 def _is_known(x: Any) -> bool:

@@ -787,7 +787,7 @@ def _variants(table: Mapping[str, np.ndarray], rate: str) -> list[dict[str, Any]
   """Distinct (radius, c or lr) settings, in table order."""
   seen, out = set(), []
   for r, v in zip(np.asarray(table["radius"]).tolist(),
-                  np.asarray(table[rate]).tolist()):
+                  np.asarray(table[rate]).tolist(), strict=False):
     if (r, v) not in seen:
       seen.add((r, v))
       out.append({"radius": np.float32(r), rate: np.float32(v)})
@@ -905,7 +905,7 @@ def format_beta_summary(result: BetaGridResult) -> str:
         for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
     for c in cells:
-      lines.append("  " + "  ".join(s.rjust(w) for s, w in zip(c, widths)))
+      lines.append("  " + "  ".join(s.rjust(w) for s, w in zip(c, widths, strict=False)))
   bad = np.asarray(table["nonfinite_round"]) > 0
   if bad.any():
     lines += ["", f"warning: {int(bad.sum())} game(s) saw a non-finite "
