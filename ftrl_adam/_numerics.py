@@ -41,9 +41,15 @@ def tree_fixed_order_sum(tree, fn=lambda x: x) -> jax.Array:
   return total
 
 
-def fixed_order_max(x: jax.Array) -> jax.Array:
-  """Max is exact in any order; a plain reduce is already batch-invariant."""
-  return jnp.max(x)
+def safe_div(num, den):
+  """num / den, and 0 where den <= 0 (value and gradient finite there)."""
+  ok = den > 0
+  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def is_none(x) -> bool:
+  """``is_leaf`` for tree maps over trees with ``None`` leaves."""
+  return x is None
 
 
 def zeros_like(p, dtype=None) -> jax.Array:

@@ -48,7 +48,7 @@ from ftrl_adam import _checks
 from ftrl_adam import _numerics
 from ftrl_adam import ema as _ema
 
-_is_none = lambda x: x is None  # noqa: E731
+_is_none = _numerics.is_none
 
 SCALINGS = ("uniform", "exponential", "none")
 

@@ -50,8 +50,9 @@ import numpy as np
 import optax
 
 from ftrl_adam import _checks
+from ftrl_adam import _numerics
 
-_is_none = lambda x: x is None  # noqa: E731
+_is_none = _numerics.is_none
 
 SOURCES = ("updated", "gradient_point")
 

@@ -37,7 +37,7 @@ from ftrl_adam import _checks
 from ftrl_adam import _numerics
 from ftrl_adam import clipping
 
-_is_none = lambda x: x is None  # noqa: E731
+_is_none = _numerics.is_none
 
 EPS_MODES = ("adam", "ftrl")
 SECOND_MOMENTS = ("per_coordinate", "global")
@@ -78,10 +78,6 @@ def _zeros_tree(params: Any, dtype: Optional[Any]) -> Any:
       params, is_leaf=_is_none)
 
 
-def _global_sq_norm(tree: Any) -> jax.Array:
-  return _numerics.tree_fixed_order_sum(tree, jnp.square)
-
-
 def _step_constants(b1, b2, eps, count, bias_correction, eps_mode):
   """(k_n, e_n) of docs/theory.md section 2 in float32, for n = count gradients seen."""
   n = count.astype(jnp.float32)
@@ -96,12 +92,6 @@ def _step_constants(b1, b2, eps, count, bias_correction, eps_mode):
   else:  # "ftrl": eps' sqrt(1 - b2) b2^(n/2)
     e = eps * jnp.sqrt(1.0 - b2) * b2 ** (n / 2.0)
   return k, e
-
-
-def _safe_div(num, den):
-  """num / den with 0 where den == 0 (a coordinate that never saw a gradient)."""
-  ok = den > 0
-  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 def _weighted_ball_lambda(xt, h, radius, iterations):
@@ -180,7 +170,7 @@ def _scale_by_ftrl_adam(
     del params, extra_args
     mu = optax.tree.update_moment(updates, state.mu, b1, 1)
     if is_global:
-      nu = b2 * state.nu + (1.0 - b2) * _global_sq_norm(updates)
+      nu = b2 * state.nu + (1.0 - b2) * _numerics.tree_fixed_order_sum(updates, jnp.square)
     else:
       nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
     count = optax.safe_increment(state.count)
@@ -189,14 +179,14 @@ def _scale_by_ftrl_adam(
     if is_global:
       den = jnp.sqrt(nu.astype(jnp.float32)) + e
       direction = jax.tree.map(
-          lambda m: None if m is None else _safe_div(k * m, den),
+          lambda m: None if m is None else _numerics.safe_div(k * m, den),
           mu, is_leaf=_is_none)
     else:
       den = jax.tree.map(
           lambda v: None if v is None else jnp.sqrt(v) + e, nu,
           is_leaf=_is_none)
       direction = jax.tree.map(
-          lambda m, d: None if m is None else _safe_div(k * m, d),
+          lambda m, d: None if m is None else _numerics.safe_div(k * m, d),
           mu, den, is_leaf=_is_none)
 
     if ball is not None:
@@ -205,7 +195,7 @@ def _scale_by_ftrl_adam(
       xt = jax.tree.map(lambda d: lr * d, direction)
       lam = _weighted_ball_lambda(xt, den, radius, BALL_SOLVER_ITERATIONS)
       direction = jax.tree.map(
-          lambda d, h: _safe_div(d * h, h + lam), direction, den)
+          lambda d, h: _numerics.safe_div(d * h, h + lam), direction, den)
 
     updates = jax.tree.map(
         lambda d, g: None if g is None else d.astype(g.dtype),

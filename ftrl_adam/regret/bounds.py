@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ftrl_adam import _checks
+from ftrl_adam import _numerics
 
 DOMAINS = ("box", "ball")
 
@@ -37,11 +38,6 @@ _f32 = jnp.float32
 
 def _a(x: Any) -> jax.Array:
   return jnp.asarray(x, _f32)
-
-
-def _safe_div(num, den):
-  ok = den > 0
-  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 class BoundStreams(NamedTuple):
@@ -137,7 +133,7 @@ def update_streams(
   e_inc = jnp.maximum(0.0, b1 * sqrt_prev - jnp.sqrt(v))
   den = 2.0 * b1 * sqrt_prev
   stab = jnp.where(den > 0,
-                   jnp.minimum(_safe_div(c * g2, den), 2.0 * radius * g_abs),
+                   jnp.minimum(_numerics.safe_div(c * g2, den), 2.0 * radius * g_abs),
                    2.0 * radius * g_abs)
   return BoundStreams(
       v=v, e=b1 * streams.e + e_inc, sigma=b1 * streams.sigma + stab)
@@ -243,7 +239,7 @@ def d4_bound(
   b1, b2, c, radius = _a(b1), _a(b2), _a(c), _a(radius)
   v = jnp.asarray(v, _f32)
   beta = b1 / jnp.sqrt(b2)
-  k = jnp.maximum(_safe_div(c, 2.0 * beta) + jnp.where(beta > 0, 0.0, jnp.inf),
+  k = jnp.maximum(_numerics.safe_div(c, 2.0 * beta) + jnp.where(beta > 0, 0.0, jnp.inf),
                   2.0 * radius)
   w = _u_weight(u, radius, jnp.shape(v), domain)
   return jnp.sum((w / (2.0 * c) + 2.0 * jnp.sqrt(2.0) * k) * jnp.sqrt(v))
