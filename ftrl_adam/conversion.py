@@ -46,7 +46,7 @@ import optax
 
 from ftrl_adam import _checks
 from ftrl_adam import _numerics
-from ftrl_adam import ema as _ema
+from ftrl_adam import _state_search
 
 _is_none = _numerics.is_none
 
@@ -265,6 +265,6 @@ def nonconvex_iterate(opt_state: Any, name: Optional[str] = None) -> optax.Param
     >>> optax.apply_updates(params, updates).tolist()  # sgd: 1.0 - 0.5
     [0.5]
   """
-  state = _ema._find_state(
+  state = _state_search.find_state(
       opt_state, OnlineToNonconvexState, name, "online_to_nonconvex")
-  return _ema._unwrap_variables(_ema._field(state, "iterate"))
+  return _state_search.unwrap_variables(_state_search.field(state, "iterate"))

@@ -40,8 +40,6 @@ The decay sequence gamma_n (n counts the EMA updates, 1, 2, ...) is one of:
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -51,6 +49,7 @@ import optax
 
 from ftrl_adam import _checks
 from ftrl_adam import _numerics
+from ftrl_adam import _state_search
 
 _is_none = _numerics.is_none
 
@@ -71,103 +70,6 @@ class EmaParamsState(NamedTuple):
   count: jax.Array
   weight_sum: jax.Array
   ema: optax.Params
-
-
-# ----------------------------------------------------------------------------
-# Finding a state by type inside any nested optimizer state.
-# ----------------------------------------------------------------------------
-
-
-def _variable_type() -> Optional[type]:
-  """flax.nnx.Variable if flax.nnx is loaded (no import otherwise)."""
-  nnx = sys.modules.get("flax.nnx")
-  return None if nnx is None else getattr(nnx, "Variable", None)
-
-
-def _unwrap_variables(tree: Any) -> Any:
-  """Replaces flax.nnx Variables (e.g. ``nnx.OptVariable``) by their values.
-
-  ``nnx.Optimizer`` stores the optax state with every array wrapped in an
-  ``OptState`` Variable; callers want plain arrays.  Containers (``nnx.State``,
-  dicts) are kept, so the result can be given to ``nnx.update``.
-  """
-  variable = _variable_type()
-  if variable is None:
-    return tree
-
-  def unwrap(x):
-    if isinstance(x, variable):
-      return x.get_value() if hasattr(x, "get_value") else x.value
-    return x
-
-  return jax.tree.map(unwrap, tree, is_leaf=lambda x: isinstance(x, variable))
-
-
-def _state_name(path: tuple[Any, ...]) -> Optional[str]:
-  """The name of a state: the dict key directly above it, if any.
-
-  ``ema_params(..., name="slow")`` stores its state as ``{"slow": state}``, and
-  ``optax.named_chain`` stores ``{name: state}``; both give the name here.
-  """
-  if path and isinstance(path[-1], jax.tree_util.DictKey):
-    key = path[-1].key
-    return key if isinstance(key, str) else None
-  return None
-
-
-def _is_state_dict(x: Any, cls: type) -> bool:
-  """A mapping with exactly the fields of the NamedTuple ``cls``.
-
-  ``nnx.state(optimizer)`` and an Orbax restore without a target turn optax's
-  NamedTuple states into such dicts (field name -> value).
-  """
-  if not isinstance(x, Mapping) or len(x) != len(cls._fields):
-    return False
-  try:
-    return set(x.keys()) == set(cls._fields)
-  except TypeError:  # pragma: no cover - unhashable keys
-    return False
-
-
-def _field(state: Any, field: str) -> Any:
-  return state[field] if isinstance(state, Mapping) else getattr(state, field)
-
-
-def _find_state(tree: Any, cls: type, name: Optional[str], factory: str) -> Any:
-  """The unique instance of ``cls`` in ``tree``, searched by type.
-
-  Works through ``optax.chain``, ``named_chain``, ``masked``,
-  ``inject_hyperparams``, ``MultiSteps``, flax ``TrainState``, ``nnx.Optimizer``
-  and its ``opt_state``: anything that is a pytree.  The state-dict form of
-  ``cls`` (see :func:`_is_state_dict`) is recognised too.
-  """
-  if name is not None and not isinstance(name, str):
-    raise ValueError(f"`name` must be a string or None, got {name!r}.")
-  match = lambda x: isinstance(x, cls) or _is_state_dict(x, cls)  # noqa: E731
-  hits = []
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=match)
-  for path, leaf in flat:
-    if match(leaf):
-      hits.append((_state_name(path), jax.tree_util.keystr(path), leaf))
-  if not hits:
-    raise ValueError(
-        f"No {cls.__name__} found in the optimizer state (searched by type): "
-        f"put `ftrl_adam.{factory}(...)` in the optax chain that built it.")
-  if name is not None:
-    chosen = [h for h in hits if h[0] == name]
-    if len(chosen) != 1:
-      names = sorted({repr(h[0]) for h in hits})
-      raise ValueError(
-          f"{len(chosen)} {cls.__name__} named {name!r} in the optimizer "
-          f"state; the names found are {', '.join(names)} (None = unnamed).")
-    return chosen[0][2]
-  if len(hits) > 1:
-    where = "; ".join(f"name={h[0]!r} at state{h[1]}" for h in hits)
-    raise ValueError(
-        f"Found {len(hits)} {cls.__name__} in the optimizer state ({where}): "
-        f"pass `name=` to choose one (name each with "
-        f"`ftrl_adam.{factory}(..., name=...)` or `optax.named_chain`).")
-  return hits[0][2]
 
 
 def ema_params_of(opt_state: Any, name: Optional[str] = None) -> optax.Params:
@@ -205,8 +107,9 @@ def ema_params_of(opt_state: Any, name: Optional[str] = None) -> optax.Params:
     >>> round(float(fa.ema_params_of(state)["w"][0]), 5)  # (0.5 * 1 + 1 * 2) / 1.5
     1.66667
   """
-  state = _find_state(opt_state, EmaParamsState, name, "ema_params")
-  return _unwrap_variables(_field(state, "ema"))
+  state = _state_search.find_state(
+      opt_state, EmaParamsState, name, "ema_params")
+  return _state_search.unwrap_variables(_state_search.field(state, "ema"))
 
 
 # ----------------------------------------------------------------------------
