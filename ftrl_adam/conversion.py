@@ -187,14 +187,23 @@ def online_to_nonconvex(
     play = jax.tree.map(
         lambda p: None if p is None else _numerics.zeros_like(p),
         params, is_leaf=_is_none)
-    iterate = jax.tree.map(
-        lambda p: None if p is None else jnp.array(p, copy=True),
-        params, is_leaf=_is_none)
-    data = jnp.array(key_data, dtype=jnp.uint32, copy=True)
+
+    def copy(p):
+      if isinstance(p, jax.ShapeDtypeStruct):
+        return _numerics.zeros_like(p)   # shapes only: no values to copy
+      return jnp.array(p, dtype=_numerics.leaf_dtype(p), copy=True)
+
+    iterate = jax.tree.map(lambda p: None if p is None else copy(p),
+                           params, is_leaf=_is_none)
+    # The count, key and scale are placed like the params (committed or
+    # not), so a jitted loop compiles once.
+    data = _numerics.scalar_like(params, key_data, jnp.uint32)
+    count = _numerics.scalar_like(params, 0, jnp.int32)
+    scale = _draw(data, impl, jnp.zeros([], jnp.int32), scaling)
     return wrap(OnlineToNonconvexState(
-        count=jnp.zeros([], jnp.int32),
+        count=count,
         key=data,
-        scale=_draw(data, impl, jnp.zeros([], jnp.int32), scaling),
+        scale=_numerics.scalar_like(params, scale, jnp.float32),
         play=play,
         iterate=iterate,
         inner_state=learner.init(params)))

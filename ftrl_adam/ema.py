@@ -24,16 +24,25 @@ combination, which would scale the first average by 1 / (1 - gamma):
 * ``debias=False``: start at a copy of the initial parameters ``x_0`` and never
   divide (``w_n = 1 - gamma_n``).
 
-The decay sequence gamma_n (n counts the EMA updates, 1, 2, ...) is one of:
+The decay sequence gamma_n is one of (n counts optimizer steps, 1, 2, ...; the
+EMA is updated at step n when ``(n - 1) % every == 0``, and m counts those
+updates, 1, 2, ...):
 
 * constant: ``gamma_n = decay``;
 * warm-up (``warmup_power=p``, ``warmup_gamma=g``), the formula of ema-pytorch
-  and timm's ``ModelEmaV3``:
-  ``gamma_n = clip(1 - (1 + (n - 1) / g) ** -p, 0, decay)``, so gamma_1 = 0;
-* Karras power profile (``power=gp``): ``gamma_n = (1 - 1/n) ** (1 + gp)``
-  (Karras et al. 2024), gamma_1 = 0, the weights of x_1..x_n are proportional to
-  about ``i ** gp`` and sum to one by construction, so debiasing changes
-  nothing.
+  (``EMA.get_current_decay``) and timm (``ModelEmaV3.get_decay``), in optimizer
+  steps as they count them, with ``a = update_after_step`` (0 if None):
+  ``gamma_n = 0`` for ``n <= a + 1``, else
+  ``clip(1 - (1 + (n - a - 1) / g) ** -p, min_decay, decay)``, so gamma_1 = 0;
+* constant with ``update_after_step=a``: ``gamma_n = 0`` for ``n <= a + 1``, then
+  ``decay`` (timm's ``ModelEmaV3`` given ``step``): the EMA copies the params
+  until then;
+* Karras power profile (``power=gp``): ``gamma = (1 - 1/m) ** (1 + gp)``
+  (Karras et al. 2024), counted in EMA updates m, gamma = 0 at m = 1; the
+  weights of the averaged iterates are proportional to about ``i ** gp`` and sum
+  to one by construction, so debiasing changes nothing.
+
+With gamma = 0 both starts give a copy of x_n, and the weight sum restarts at 1.
 
 :func:`ema_params_of` finds the EMA inside any nested optimizer state by type.
 """
@@ -149,20 +158,32 @@ def power_from_sigma_rel(sigma_rel: Any) -> float:
   return float(max(0.0, roots.real.max()))
 
 
-def _decay_fn(decay, power, warmup_power, warmup_gamma):
-  """n (int32, 1-based EMA update index) -> gamma_n in float32."""
+def _decay_fn(decay, power, warmup_power, warmup_gamma, min_decay,
+              update_after_step):
+  """(n, m) -> gamma in float32: n the optimizer step (1-based, int32), m the
+  EMA update (1-based, int32); see the module docstring."""
   if power is not None:
-    def gamma(n):
-      n = n.astype(jnp.float32)
-      return (1.0 - 1.0 / n) ** (1.0 + power)
+    def gamma(n, m):
+      del n
+      m = m.astype(jnp.float32)
+      return (1.0 - 1.0 / m) ** (1.0 + power)
     return gamma
+  after = 0 if update_after_step is None else update_after_step
   if warmup_power is not None:
-    def gamma(n):
-      n = n.astype(jnp.float32)
-      warm = 1.0 - (1.0 + (n - 1.0) / warmup_gamma) ** (-warmup_power)
-      return jnp.clip(warm, 0.0, decay)
+    def gamma(n, m):
+      del m
+      epoch = (n - after - 1).astype(jnp.float32)
+      warm = 1.0 - (1.0 + jnp.maximum(epoch, 0.0) / warmup_gamma) ** (
+          -warmup_power)
+      return jnp.where(epoch > 0, jnp.clip(warm, min_decay, decay), 0.0)
     return gamma
-  return lambda n: decay
+  if update_after_step is None:
+    return lambda n, m: decay
+
+  def gamma(n, m):
+    del m
+    return jnp.where(n - after - 1 > 0, decay, 0.0)
+  return gamma
 
 
 def _blend(ema, x, w, active):
@@ -178,14 +199,38 @@ def _blend(ema, x, w, active):
   return new.astype(ema.dtype)
 
 
+def _as_held(x: Any) -> Any:
+  """``x`` (already cast to the params' dtype) rounded to it explicitly.
+
+  Under ``jit`` XLA may keep ``(p + u).astype(bfloat16)`` in float32 when the
+  next operation is float32 ("excess precision": the convert pair is
+  removed), so the EMA would average the unrounded sum.  ``reduce_precision``
+  to the dtype's exponent and mantissa bits is not removed: the EMA sees the
+  bits the loop will store.  Float32 and wider, and complex, need nothing.
+  """
+  if x is None:
+    return None
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 32:
+    return x
+  info = jnp.finfo(dtype)
+  return jax.lax.reduce_precision(
+      x.astype(jnp.float32), exponent_bits=info.nexp, mantissa_bits=info.nmant)
+
+
+def _canonical_int(name: str, x: Any, low: int) -> Any:
+  """A Python int >= low, or an int32 array (traced under inject_hyperparams)."""
+  if _checks.is_traced(x):
+    return jnp.asarray(x, jnp.int32)
+  arr = np.asarray(x) if not isinstance(x, (bool, str)) else None
+  if arr is None or arr.ndim != 0 or arr.dtype.kind not in "iu" or arr < low:
+    raise ValueError(f"`{name}` must be an integer >= {low}, got {x!r}.")
+  return int(arr)
+
+
 def _canonical_every(every: Any) -> Any:
   """A Python int >= 1, or an int32 array (traced under inject_hyperparams)."""
-  if _checks.is_traced(every):
-    return jnp.asarray(every, jnp.int32)
-  arr = np.asarray(every) if not isinstance(every, (bool, str)) else None
-  if arr is None or arr.ndim != 0 or arr.dtype.kind not in "iu" or arr < 1:
-    raise ValueError(f"`every` must be an integer >= 1, got {every!r}.")
-  return int(arr)
+  return _canonical_int("every", every, 1)
 
 
 def ema_params(
@@ -195,6 +240,8 @@ def ema_params(
     debias: bool = True,
     warmup_power: Any = None,
     warmup_gamma: Any = 1.0,
+    min_decay: Any = 0.0,
+    update_after_step: Any = None,
     every: int = 1,
     source: str = "updated",
     ema_dtype: Optional[Any] = None,
@@ -204,11 +251,12 @@ def ema_params(
 
   Place it **last** in an ``optax.chain``: it averages
   ``x_n = optax.apply_updates(params, updates)``, the parameters the loop holds
-  after step n, exactly as the loop will round them (``source="updated"``,
-  ema-pytorch, timm, Karras), or the ``params`` it is given, i.e. the point at
-  which step n's gradient was taken (``source="gradient_point"``; after
-  :func:`ftrl_adam.online_to_nonconvex` these are the random points y_n and the
-  EMA is Ahn & Cutkosky's output ybar_n exactly, docs/theory.md section 4).
+  after step n, rounded to the params' dtype explicitly, also under ``jit``
+  (``source="updated"``, ema-pytorch, timm, Karras), or the ``params`` it is
+  given, i.e. the point at which step n's gradient was taken
+  (``source="gradient_point"``; after :func:`ftrl_adam.online_to_nonconvex`
+  these are the random points y_n and the EMA is Ahn & Cutkosky's output
+  ybar_n exactly, docs/theory.md section 4).
 
       ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n
 
@@ -216,22 +264,40 @@ def ema_params(
   the module docstring) [D]; ``debias=False``: start at a copy of the initial
   params, no division.  Read it with :func:`ema_params_of`.
 
-  The decay profile (n counts EMA updates: 1, 2, ...):
+  The decay profile (n counts optimizer steps: 1, 2, ...):
 
   * ``decay`` alone: constant gamma_n = decay.
-  * ``decay`` and ``warmup_power``: ``gamma_n = clip(1 - (1 + (n-1)/warmup_gamma)
-    ** -warmup_power, 0, decay)``, the warm-up of ema-pytorch (``power``,
-    ``inv_gamma``, with ``update_after_step=0``) and timm ``ModelEmaV3``
-    (``warmup_power``, ``warmup_gamma``).  p = 2/3 reaches 0.999 after 31.6k
-    updates, p = 3/4 after 10k.  gamma_1 = 0, so both starts coincide.
+  * ``decay`` and ``warmup_power``: ``gamma_n = clip(1 - (1 + (n - a - 1) /
+    warmup_gamma) ** -warmup_power, min_decay, decay)`` for ``n > a + 1`` and
+    0 before, with ``a = update_after_step`` (0 if None).  p = 2/3 reaches
+    0.999 after 31.6k steps, p = 3/4 after 10k.
+  * ``decay`` and ``update_after_step=a`` (no warm-up): 0 (a copy of the
+    params) for ``n <= a + 1``, then ``decay``.
   * ``power`` instead of ``decay``: Karras' power profile
-    ``gamma_n = (1 - 1/n) ** (1 + power)`` [P]; its weights sum to one, so
-    ``debias`` has no effect.  :func:`power_from_sigma_rel` converts EDM2's
-    ``sigma_rel``.
+    ``gamma = (1 - 1/m) ** (1 + power)``, m counting EMA updates [P]; its
+    weights sum to one, so ``debias`` has no effect.
+    :func:`power_from_sigma_rel` converts EDM2's ``sigma_rel``.
 
-  ``every=k`` updates the EMA on steps 1, k+1, 2k+1, ... (as ema-pytorch's
-  ``update_every``): it is the EMA of that subsequence, and n, the warm-up and
-  the power profile count EMA updates, not optimizer steps.
+  ``every=k`` updates the EMA on steps 1, k+1, 2k+1, ... (ema-pytorch's
+  ``update_every``): the EMA of that subsequence.  The warm-up and
+  ``update_after_step`` count optimizer steps, as those libraries do; the
+  power profile counts EMA updates.
+
+  One to one with the reference libraries (tested against values they
+  produced, ``tests/data/ema_reference.json``), the EMA read after each
+  optimizer step n:
+
+  * ema-pytorch ``EMA(beta=b, update_after_step=a, update_every=k,
+    inv_gamma=g, power=p, min_value=c)`` with ``ema.update()`` after every step
+    is ``ema_params(b, warmup_power=p, warmup_gamma=g, min_decay=c,
+    update_after_step=a, every=k)``.  Its defaults (a = 100, k = 10, p = 2/3)
+    are not ours: pass them.
+  * timm ``ModelEmaV3(decay=b, min_decay=c, update_after_step=a,
+    use_warmup=True, warmup_gamma=g, warmup_power=p)`` with
+    ``ema.update(model, step=n)`` is the same ``ema_params(b, warmup_power=p,
+    warmup_gamma=g, min_decay=c, update_after_step=a)``; with
+    ``use_warmup=False`` it is ``ema_params(b, update_after_step=a)``; called
+    without ``step`` it is ``ema_params(b, debias=False)``.
 
   Args:
     decay: gamma in [0, 1], a float or float32 array (it can be vmapped or
@@ -241,6 +307,12 @@ def ema_params(
     debias: zero start with debiasing (True) or copy start without (False).
     warmup_power: p > 0 to warm the decay up, or None.
     warmup_gamma: g > 0 of the warm-up (ema-pytorch's ``inv_gamma``).
+    min_decay: lower bound of the warmed-up decay, in [0, decay]
+      (ema-pytorch's ``min_value``, timm's ``min_decay``); only with
+      ``warmup_power``.
+    update_after_step: None, or an integer a >= 0: the EMA is a copy of the
+      params up to step a + 1 and the warm-up starts after it (ema-pytorch's
+      and timm's ``update_after_step``).  Not with ``power``.
     every: update the EMA every k >= 1 optimizer steps (an integer).
     source: ``"updated"`` (params + updates) or ``"gradient_point"`` (params).
     ema_dtype: dtype of the EMA; default: the param dtype promoted to float32
@@ -251,12 +323,14 @@ def ema_params(
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is an
     :class:`EmaParamsState` (or ``{name: EmaParamsState}``).  Its ``update``
-    requires ``params``.
+    requires ``params``.  ``init`` on ``jax.ShapeDtypeStruct`` params gives
+    the state's shapes, dtypes and shardings, with a zero EMA.
 
   Raises:
     ValueError: decay outside [0, 1], power < 0, every < 1, an unknown
-      ``source``, both or neither of ``decay`` and ``power``, warm-up with the
-      power profile, or (in ``update``) ``params`` missing.
+      ``source``, both or neither of ``decay`` and ``power``, warm-up or
+      ``update_after_step`` with the power profile, ``min_decay`` without
+      warm-up or above ``decay``, or (in ``update``) ``params`` missing.
 
   Example:
     >>> import jax.numpy as jnp, optax, ftrl_adam as fa
@@ -277,8 +351,8 @@ def ema_params(
     Models*, CVPR 2024, https://arxiv.org/abs/2312.02696 (power EMA).
     Ahn & Cutkosky, *Adam with model exponential moving average is effective
     for nonconvex optimization*, NeurIPS 2024, https://arxiv.org/abs/2405.18199.
-    Warm-up: ema-pytorch (``EMA.get_current_decay``) and timm
-    (``ModelEmaV3.get_decay``).  docs/theory.md section 5.
+    Warm-up: ema-pytorch (``EMA.get_current_decay``, version 0.8.3) and timm
+    (``ModelEmaV3.get_decay``, version 1.0.31).  docs/theory.md section 5.
   """
   if (decay is None) == (power is None):
     raise ValueError(
@@ -288,22 +362,41 @@ def ema_params(
     raise ValueError(
         "`warmup_power` cannot be combined with `power`: the power profile "
         "already starts at gamma_1 = 0.")
+  if power is not None and update_after_step is not None:
+    raise ValueError(
+        "`update_after_step` cannot be combined with `power`: the power "
+        "profile already starts at gamma_1 = 0 (use `decay` with "
+        "`warmup_power` for ema-pytorch / timm behaviour).")
   if decay is not None:
     decay = _checks.as_f32("decay", decay, low=0.0, high=1.0, high_closed=True)
   if power is not None:
     power = _checks.as_f32("power", power, low=0.0)
+  min_decay = _checks.as_f32("min_decay", min_decay, low=0.0, high=1.0,
+                             high_closed=True)
   if warmup_power is not None:
     warmup_power = _checks.as_f32(
         "warmup_power", warmup_power, low=0.0, low_closed=False)
     warmup_gamma = _checks.as_f32(
         "warmup_gamma", warmup_gamma, low=0.0, low_closed=False)
+    if not (_checks.is_traced(min_decay) or _checks.is_traced(decay)) and (
+        float(min_decay) > float(decay)):
+      raise ValueError(
+          f"`min_decay` must lie in [0, decay] = [0, {float(decay):g}], got "
+          f"{float(min_decay):g}.")
+  elif not _checks.is_traced(min_decay) and float(min_decay) != 0.0:
+    raise ValueError(
+        "`min_decay` bounds the warmed-up decay: give `warmup_power` too "
+        f"(got min_decay={float(min_decay):g} without warm-up).")
+  if update_after_step is not None:
+    update_after_step = _canonical_int("update_after_step", update_after_step, 0)
   every = _canonical_every(every)
   if not isinstance(debias, bool):
     raise ValueError(f"`debias` must be True or False, got {debias!r}.")
   _checks.check_choice("source", source, SOURCES)
   if name is not None and not isinstance(name, str):
     raise ValueError(f"`name` must be a string or None, got {name!r}.")
-  gamma_at = _decay_fn(decay, power, warmup_power, warmup_gamma)
+  gamma_at = _decay_fn(decay, power, warmup_power, warmup_gamma, min_decay,
+                       update_after_step)
 
   def wrap(state):
     return state if name is None else {name: state}
@@ -314,13 +407,17 @@ def ema_params(
   def init_fn(params):
     def copy(p):
       dt = (jnp.dtype(ema_dtype) if ema_dtype is not None
-            else jnp.promote_types(p.dtype, jnp.float32))
+            else jnp.promote_types(_numerics.leaf_dtype(p), jnp.float32))
+      if isinstance(p, jax.ShapeDtypeStruct):
+        return _numerics.zeros_like(p, dt)   # shapes only: no values to copy
       return jnp.array(p, dtype=dt, copy=True)
     ema = jax.tree.map(lambda p: None if p is None else copy(p), params,
                        is_leaf=_is_none)
-    weight_sum = jnp.asarray(0.0 if debias else 1.0, jnp.float32)
     return wrap(EmaParamsState(
-        count=jnp.zeros([], jnp.int32), weight_sum=weight_sum, ema=ema))
+        count=_numerics.scalar_like(params, 0, jnp.int32),
+        weight_sum=_numerics.scalar_like(params, 0.0 if debias else 1.0,
+                                         jnp.float32),
+        ema=ema))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
@@ -332,16 +429,17 @@ def ema_params(
     state = unwrap(state)
     count = optax.safe_increment(state.count)
     if source == "updated":
-      x = optax.apply_updates(params, updates)
+      x = jax.tree.map(_as_held, optax.apply_updates(params, updates),
+                       is_leaf=_is_none)
     else:
       x = params
     if isinstance(every, int) and every == 1:
       active = None
-      n = count
+      m = count
     else:
       active = (count - 1) % every == 0
-      n = (count - 1) // every + 1
-    gamma = gamma_at(n)
+      m = (count - 1) // every + 1
+    gamma = gamma_at(count, m)
     one_minus = 1.0 - gamma
     if debias:
       weight_sum = gamma * state.weight_sum + one_minus

@@ -42,24 +42,36 @@ def _drive(tx, x0, params_seq, updates_seq):
   return out, state
 
 
-def _gamma_ref(n, decay=None, power=None, warmup=None):
+def _gamma_ref(n, m, decay=None, power=None, warmup=None, after=None,
+               min_decay=0.0):
+  """gamma at optimizer step n, EMA update m (both 1-based)."""
   if power is not None:
-    return (1.0 - 1.0 / n) ** (1.0 + power)
+    return (1.0 - 1.0 / m) ** (1.0 + power)
+  a = 0 if after is None else after
+  epoch = n - a - 1
   if warmup is not None:
+    if epoch <= 0:
+      return 0.0
     p, g = warmup
-    return float(np.clip(1.0 - (1.0 + (n - 1) / g) ** (-p), 0.0, decay))
+    return float(np.clip(1.0 - (1.0 + epoch / g) ** (-p), min_decay, decay))
+  if after is not None and epoch <= 0:
+    return 0.0
   return decay
 
 
 def _ema_ref(xs, x0, *, decay=None, power=None, warmup=None, debias=True,
-             every=1):
-  """Literal MATH.md section 5, float64: zero start / (1 - prod gamma), or copy start."""
+             every=1, after=None, min_decay=0.0):
+  """Literal MATH.md section 5, float64: zero start / (1 - prod gamma), or copy start.
+
+  The warm-up and ``after`` count optimizer steps t; the power profile counts
+  EMA updates m.  gamma = 0 restarts the average (a copy), both starts.
+  """
   z = np.zeros_like(x0) if debias else x0.copy()
-  prod, n, out = 1.0, 0, []
+  prod, m, out = 1.0, 0, []
   for t, x in enumerate(xs, start=1):
     if (t - 1) % every == 0:
-      n += 1
-      g = _gamma_ref(n, decay, power, warmup)
+      m += 1
+      g = _gamma_ref(t, m, decay, power, warmup, after, min_decay)
       z = g * z + (1.0 - g) * x
       prod *= g
     out.append(z / (1.0 - prod) if debias else z.copy())
@@ -79,6 +91,11 @@ CASES = {
     "every_3_debiased": dict(decay=0.7, every=3),
     "every_4_copy_start": dict(decay=0.7, every=4, debias=False),
     "every_2_warmup": dict(decay=0.95, warmup=(2 / 3, 1.0), every=2),
+    "every_3_warmup_after_4": dict(decay=0.95, warmup=(0.75, 2.0), every=3,
+                                   after=4),
+    "warmup_min_decay": dict(decay=0.9, warmup=(2 / 3, 1.0), min_decay=0.5),
+    "constant_after_3": dict(decay=0.8, after=3),
+    "constant_after_0_copy_start": dict(decay=0.8, after=0, debias=False),
     "power_3": dict(power=3.0),
     "power_0_is_mean": dict(power=0.0),
     "power_every_2": dict(power=6.94, every=2),
@@ -93,8 +110,10 @@ def test_matches_numpy_reference(case, source):
   tx_kw = dict(kw)
   if warmup is not None:
     tx_kw.update(warmup_power=warmup[0], warmup_gamma=warmup[1])
+  if "after" in tx_kw:
+    tx_kw["update_after_step"] = tx_kw.pop("after")
   tx = fa.ema_params(tx_kw.pop("decay", None), source=source, **tx_kw)
-  x0, ps, us = _random_run(seed=hash(case) % 1000)
+  x0, ps, us = _random_run(seed=list(CASES).index(case))  # stable seed
   got, _ = _drive(tx, x0, ps, us)
   if source == "updated":   # the loop's rounding: float32 p + u
     xs = [_flat(jax.tree.map(lambda p, u: np.float32(p) + np.float32(u), p, u))
@@ -230,6 +249,78 @@ def test_none_leaves_abstract_init_extra_args_and_jit():
   np.testing.assert_allclose(fa.ema_params_of(state)["w"], 1.5)
 
 
+def test_bf16_params_under_jit_average_the_rounded_params():
+  """Under jit XLA may keep params + updates unrounded; the EMA must not."""
+  rng = np.random.default_rng(11)
+  params = jnp.asarray(rng.normal(size=512), jnp.bfloat16)
+  grads = jnp.asarray(rng.normal(size=(30, 512)), jnp.bfloat16)
+  tx = optax.chain(optax.sgd(1e-2), fa.ema_params(0.9))
+
+  @jax.jit
+  def step(carry, g):
+    params, state = carry
+    updates, state = tx.update(g, state, params)
+    unrounded = (params.astype(jnp.float32)
+                 + updates.astype(jnp.float32))    # what XLA may keep
+    params = optax.apply_updates(params, updates)
+    return (params, state), (params, unrounded)
+
+  (_, state), (held, unrounded) = jax.lax.scan(step, (params, tx.init(params)),
+                                               grads)
+  held = np.asarray(held, np.float64)
+  want = _ema_ref(list(held), np.zeros(512), decay=0.9)[-1]
+  got = np.asarray(fa.ema_params_of(state), np.float64)
+  np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-6)
+  # The difference is real: the EMA of the unrounded sums is far off.
+  off = _ema_ref(list(np.asarray(unrounded, np.float64)), np.zeros(512),
+                 decay=0.9)[-1]
+  assert np.max(np.abs(off - want)) > 1e-3
+
+
+def test_init_on_shape_dtype_structs_and_python_scalars():
+  params = {"w": jnp.ones((3, 2), jnp.bfloat16), "b": jnp.zeros(2), "n": None}
+  abstract = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype),
+                          params)
+  for kw in (dict(decay=0.9), dict(power=3.0), dict(decay=0.9, debias=False)):
+    tx = fa.ema_params(**kw)
+    concrete, shapes = tx.init(params), tx.init(abstract)
+    assert jax.tree.structure(concrete) == jax.tree.structure(shapes)
+    assert (jax.tree.map(lambda x: (x.shape, x.dtype), concrete)
+            == jax.tree.map(lambda x: (x.shape, x.dtype), shapes))
+    assert jax.eval_shape(tx.init, abstract) == jax.eval_shape(tx.init, params)
+  # Python-scalar leaves (optax accepts them): a float32 EMA of them.
+  tx = optax.chain(optax.sgd(0.5), fa.ema_params(0.5))
+  scalars = {"a": 1, "b": 2.0}
+  state = tx.init(scalars)
+  assert fa.ema_params_of(state) == {"a": 1.0, "b": 2.0}
+  _, state = tx.update({"a": jnp.float32(2.0), "b": jnp.float32(2.0)}, state,
+                       {"a": 1.0, "b": 2.0})
+  np.testing.assert_allclose(fa.ema_params_of(state)["b"], 1.0)
+
+
+def test_warmup_and_update_after_step_count_optimizer_steps():
+  """gamma at step n is the library formula in n, whatever every is."""
+  c = jnp.arange(1.0, 41.0)                        # x_n = n (a scalar param)
+  for every, after in ((1, None), (3, None), (2, 5), (4, 0)):
+    tx = fa.ema_params(0.99, warmup_power=1.0, update_after_step=after,
+                       every=every)
+    state, params, got = tx.init(jnp.zeros(())), jnp.zeros(()), []
+    for n in range(1, 41):
+      _, state = tx.update(c[n - 1] - params, state, params)
+      params = c[n - 1]
+      got.append(float(fa.ema_params_of(state)))
+    a = 0 if after is None else after
+    z, last_update = 0.0, None
+    for n in range(1, 41):
+      if (n - 1) % every == 0:
+        e = n - a - 1
+        gamma = 0.0 if e <= 0 else min(1 - (1 + e) ** -1.0, 0.99)
+        z = gamma * z + (1 - gamma) * n
+        last_update = n
+      assert got[n - 1] == pytest.approx(z, rel=1e-6), (every, after, n)
+    assert last_update is not None
+
+
 # --------------------------------------------------------------------------
 # ema_params_of through wrappers.
 # --------------------------------------------------------------------------
@@ -355,6 +446,15 @@ def test_update_without_params_raises():
 
 
 @pytest.mark.parametrize("kwargs, match", [
+    (dict(decay=0.9, min_decay=0.5), "`min_decay` bounds the warmed-up decay"),
+    (dict(decay=0.9, warmup_power=0.5, min_decay=0.95),
+     r"`min_decay` must lie in \[0, decay\] = \[0, 0.9\]"),
+    (dict(decay=0.9, warmup_power=0.5, min_decay=-0.1), "`min_decay` must lie"),
+    (dict(power=1.0, update_after_step=10), "`update_after_step` cannot"),
+    (dict(decay=0.9, update_after_step=-1),
+     "`update_after_step` must be an integer >= 0"),
+    (dict(decay=0.9, update_after_step=2.5),
+     "`update_after_step` must be an integer >= 0"),
     (dict(), "exactly one of `decay`"),
     (dict(decay=0.9, power=1.0), "exactly one of `decay`"),
     (dict(power=-1.0), "`power` must lie in"),
