@@ -7,11 +7,15 @@ The public API (DESIGN.md):
 * :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (docs/theory.md 5);
 * :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
   docs/theory.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
-* :mod:`regret` - the regret lab (online linear games, adversaries, bounds);
-* :mod:`grid` - grids of configurations run as one sharded, resumable program
-  (``ftrl_adam.plots`` draws their heatmaps; imported on demand);
+The lab, loaded on first use (``import ftrl_adam`` does not load it):
+
+* :mod:`regret` - the regret lab (online linear games, adversaries, bounds,
+  the beta-grid);
+* :mod:`grid` - the engine: grids of configurations run as one sharded,
+  resumable program (``ftrl_adam.plots`` draws their heatmaps);
 * :mod:`studies` - (beta1, beta2) x learning-rate studies of Flax models,
-  trained in one vmapped program (imported on demand).
+  trained in one vmapped program;
+* :mod:`testing` - float64 oracles the tests compare the lab against.
 """
 
 from ftrl_adam.clipping import ClipBallState
@@ -29,14 +33,13 @@ from ftrl_adam.ftrl import ScaleByFtrlAdamState
 from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
 from ftrl_adam.recipes import ahn_cutkosky
-from ftrl_adam import grid
-from ftrl_adam import regret
 
 __version__ = "0.1.0"
 
-# Heavier submodules (Flax models, matplotlib) load on first use:
-# ``fa.studies`` and ``fa.plots`` work without slowing ``import ftrl_adam``.
-_LAZY_SUBMODULES = ("plots", "studies")
+# The lab (DESIGN.md, two layers) loads on first use: ``fa.regret``,
+# ``fa.grid``, ``fa.studies``, ``fa.plots`` and ``fa.testing`` work, and
+# ``import ftrl_adam`` loads none of them (tests/test_layering.py).
+_LAZY_SUBMODULES = ("grid", "plots", "regret", "studies", "testing")
 
 
 def __getattr__(name):
@@ -64,4 +67,5 @@ __all__ = (
     "regret",
     "scale_by_ftrl_adam",
     "studies",
+    "testing",
 )

@@ -102,3 +102,30 @@ def canonical_schedule(
     return lambda count: jnp.asarray(learning_rate(count), dtype=jnp.float32)
   lr = as_f32(name, learning_rate, low=0.0)
   return lambda count: lr
+
+
+def check_positive_int(name: str, x: Any, low: int = 1) -> int:
+  """``x`` as a Python int >= ``low``, or a ValueError naming ``name``.
+
+  Booleans and floats are refused (``T=2.0`` is a mistake, not a count).
+  """
+  if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+    raise ValueError(f"`{name}` must be an integer >= {low}, got {x!r}.")
+  if x < low:
+    raise ValueError(f"`{name}` must be an integer >= {low}, got {x!r}.")
+  return int(x)
+
+
+def check_key(key: Any, name: str = "key") -> None:
+  """Raises ValueError unless ``key`` is one PRNG key (typed or raw uint32)."""
+  dtype = getattr(key, "dtype", None)
+  shape = getattr(key, "shape", None)
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if shape == ():
+      return
+  elif dtype == jnp.uint32 and shape is not None and len(shape) == 1:
+    return
+  raise ValueError(
+      f"`{name}` must be one PRNG key (jax.random.key(seed) or "
+      f"jax.random.PRNGKey(seed)), got {type(key).__name__} "
+      f"{dtype}{list(shape) if shape is not None else ''}.")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -31,12 +32,13 @@ from typing import Any, Mapping, Sequence, TextIO
 import numpy as np
 
 FORMAT = "ftrl_adam.grid"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunk files carry their compute seconds
 MANIFEST = "manifest.json"
 _CHUNK_RE = re.compile(r"^chunk_(\d+)\.npz$")
 _TMP_RE = re.compile(r"^\.(chunk_\d+\.npz|manifest\.json)\.tmp-.*$")
-_START, _STOP, _FPR = "__start__", "__stop__", "__fingerprint__"
-RESERVED = (_START, _STOP, _FPR)
+_START, _STOP, _FPR, _SECONDS = ("__start__", "__stop__", "__fingerprint__",
+                                 "__seconds__")
+RESERVED = (_START, _STOP, _FPR, _SECONDS)
 
 
 class ResultsFolderError(ValueError):
@@ -51,7 +53,7 @@ def chunk_name(index: int) -> str:
 # Canonical JSON and fingerprints.
 # ----------------------------------------------------------------------------
 
-def _json_default(x: Any) -> Any:
+def json_default(x: Any) -> Any:
   if isinstance(x, np.ndarray):
     return x.tolist()
   if isinstance(x, np.generic):
@@ -64,7 +66,7 @@ def _json_default(x: Any) -> Any:
 def canonical_json(obj: Any) -> str:
   """Deterministic JSON: sorted keys, no whitespace, NumPy values as Python."""
   return json.dumps(obj, sort_keys=True, separators=(",", ":"),
-                    default=_json_default, allow_nan=True)
+                    default=json_default, allow_nan=True)
 
 
 def table_digest(table: Mapping[str, np.ndarray]) -> str:
@@ -168,7 +170,7 @@ def _read_manifest(folder: str) -> dict:
   return manifest
 
 
-def _engine_files(names: Sequence[str]) -> list[str]:
+def engine_files(names: Sequence[str]) -> list[str]:
   return [n for n in names
           if n == MANIFEST or _CHUNK_RE.match(n) or _TMP_RE.match(n)]
 
@@ -216,7 +218,7 @@ def open_folder(folder: str, manifest: Mapping[str, Any], *,
 
   old = _read_manifest(folder)
   if overwrite:
-    for n in _engine_files(names):
+    for n in engine_files(names):
       os.remove(os.path.join(folder, n))
     _write_manifest(folder, manifest)
     return
@@ -244,7 +246,7 @@ def open_folder(folder: str, manifest: Mapping[str, Any], *,
 
 def _write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
   text = json.dumps(dict(manifest), indent=2, sort_keys=True,
-                    default=_json_default)
+                    default=json_default)
   atomic_write_text(os.path.join(folder, MANIFEST), text + "\n")
 
 
@@ -254,9 +256,11 @@ def finished_chunks(folder: str, n_chunks: int) -> list[int]:
 
 
 def save_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
-               results: Mapping[str, np.ndarray]) -> str:
+               results: Mapping[str, np.ndarray], seconds: float = 0.0) -> str:
+  """Writes one finished chunk (with the seconds it took to compute)."""
   path = os.path.join(folder, chunk_name(index))
   arrays = dict(results)
+  arrays[_SECONDS] = np.float64(seconds)
   arrays[_START] = np.int64(start)
   arrays[_STOP] = np.int64(stop)
   arrays[_FPR] = np.array(fpr)
@@ -266,8 +270,11 @@ def save_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
 
 def load_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
                outputs: Mapping[str, tuple[tuple[int, ...], np.dtype]]
-               ) -> dict[str, np.ndarray]:
-  """Reads and validates one chunk file; raises ResultsFolderError if bad."""
+               ) -> tuple[dict[str, np.ndarray], float]:
+  """Reads and validates one chunk file: (results, compute seconds).
+
+  Raises ResultsFolderError if the file is not a sound chunk of this run.
+  """
   path = os.path.join(folder, chunk_name(index))
 
   def bad(why: str) -> ResultsFolderError:
@@ -296,7 +303,7 @@ def load_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
       raise bad(f"{name!r} is {a.dtype}{list(a.shape)}, expected "
                 f"{np.dtype(dtype)}{list(want)}")
     out[name] = a
-  return out
+  return out, float(arrays[_SECONDS])
 
 
 # ----------------------------------------------------------------------------
@@ -315,21 +322,37 @@ def format_seconds(s: float) -> str:
 
 
 class Progress:
-  """One line per finished chunk on stderr: bar, cells, cells/s and ETA.
+  """Progress of a grid on stderr: a line per chunk, and within a long chunk.
 
-  On a terminal the line is redrawn in place (``\\r``); in a log file every
-  chunk gets its own line.  ``enabled=False`` prints nothing.
+  One line per finished chunk (bar, cells, cells/s, ETA); while a chunk runs,
+  :meth:`tick` (fed by :func:`ftrl_adam.grid.report_rounds` from inside the
+  compiled program) prints the chunk's progress in rounds, at most every
+  ``min_interval`` seconds.  With ``work_per_cell`` and ``work_after`` (the
+  work of the parts still to run, e.g. later adversaries) the ETA covers the
+  whole run, not only this grid.  On a terminal the line is redrawn in place
+  (``\\r``); in a log file every update gets its own line.  ``enabled=False``
+  prints nothing.
   """
 
   def __init__(self, *, n_cells: int, n_chunks: int, enabled: bool,
-               stream: TextIO | None = None, width: int = 20):
+               stream: TextIO | None = None, width: int = 20,
+               label: str = "grid", work_per_cell: float = 1.0,
+               work_after: float = 0.0, min_interval: float = 2.0):
     self.n_cells, self.n_chunks = n_cells, n_chunks
     self.enabled = enabled
     self.stream = stream if stream is not None else sys.stderr
     self.width = width
+    self.label = label
+    self.work_per_cell = float(work_per_cell)
+    self.work_after = float(work_after)
+    self.min_interval = min_interval
     self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
     self._t0 = time.perf_counter()
+    self._last = -math.inf
     self._cells0 = 0
+    self._cells_done = 0
+    self._chunks_done = 0
+    self._chunk_cells = 0
     self._open_line = False
 
   def _emit(self, text: str, final: bool) -> None:
@@ -346,26 +369,55 @@ class Progress:
   def start(self, *, chunks_done: int, cells_done: int, n_devices: int,
             padded: int, compile_s: float, out_dir: str | None) -> None:
     self._t0 = time.perf_counter()
-    self._cells0 = cells_done
+    self._cells0 = self._cells_done = cells_done
+    self._chunks_done = chunks_done
     where = f", out_dir {out_dir}" if out_dir else ""
     resumed = (f"; {chunks_done} chunk(s) ({cells_done} cells) already done"
                if chunks_done else "")
     self._emit(
-        f"grid: {self.n_cells} cells in {self.n_chunks} chunk(s) of {padded} "
-        f"padded cells on {n_devices} device(s){where}; compiled in "
+        f"{self.label}: {self.n_cells} cells in {self.n_chunks} chunk(s) of "
+        f"{padded} padded cells on {n_devices} device(s){where}; compiled in "
         f"{format_seconds(compile_s)}{resumed}", final=True)
 
-  def update(self, *, chunks_done: int, cells_done: int) -> None:
+  def _eta(self, cells_done: float) -> tuple[float, float]:
+    """(cells/s, seconds left for this grid and the parts after it)."""
     dt = time.perf_counter() - self._t0
     new = cells_done - self._cells0
-    rate = new / dt if dt > 0 else float("inf")
-    left = self.n_cells - cells_done
-    eta = left / rate if rate > 0 else float("inf")
+    rate = new / dt if dt > 0 and new > 0 else 0.0
+    if rate <= 0:
+      return 0.0, math.inf
+    left = (self.n_cells - cells_done) / rate
+    left += self.work_after / (rate * self.work_per_cell)
+    return rate, left
+
+  def chunk_started(self, cells: int) -> None:
+    """A chunk of ``cells`` cells was dispatched (for :meth:`tick`)."""
+    self._chunk_cells = cells
+    self._last = time.perf_counter()
+
+  def tick(self, fraction: float, where: str = "") -> None:
+    """Within the running chunk: ``fraction`` of it is done."""
+    now = time.perf_counter()
+    if not self.enabled or now - self._last < self.min_interval:
+      return
+    self._last = now
+    done = self._cells_done + fraction * self._chunk_cells
+    _, left = self._eta(done)
+    eta = f", ETA {format_seconds(left)}" if math.isfinite(left) else ""
+    self._emit(
+        f"{self.label}: chunk {self._chunks_done + 1}/{self.n_chunks} "
+        f"{100 * fraction:.0f}% ({where}){eta}", final=False)
+
+  def update(self, *, chunks_done: int, cells_done: int) -> None:
+    self._cells_done, self._chunks_done = cells_done, chunks_done
+    self._last = time.perf_counter()
+    rate, eta = self._eta(cells_done)
     fill = int(round(self.width * cells_done / max(self.n_cells, 1)))
     bar = "#" * fill + "." * (self.width - fill)
     done = chunks_done == self.n_chunks
+    dt = time.perf_counter() - self._t0
     self._emit(
-        f"grid: [{bar}] chunk {chunks_done}/{self.n_chunks}, "
+        f"{self.label}: [{bar}] chunk {chunks_done}/{self.n_chunks}, "
         f"{cells_done}/{self.n_cells} cells, {rate:,.1f} cells/s, "
         f"{'took ' + format_seconds(dt) if done else 'ETA ' + format_seconds(eta)}",
         final=done)

@@ -116,6 +116,7 @@ __all__ = (
     "parse_axis",
     "pivot",
     "product",
+    "report_rounds",
     "run_grid",
     "run_info",
     "seeds",
@@ -255,7 +256,10 @@ def parse_axis(spec: str | Sequence[float] | np.ndarray,
     kind, _, rest = text.partition(":") if ":" in text else ("", "", text)
     try:
       if kind == "":
-        out = np.array([float(v) for v in rest.split(",") if v.strip()])
+        items = rest.split(",")
+        if any(not v.strip() for v in items):
+          raise ValueError("an empty item between commas")
+        out = np.array([float(v) for v in items])
       elif kind in ("lin", "log", "log1m"):
         lo, hi, n = rest.split(":")
         fn = {"lin": linspace, "log": logspace, "log1m": logspace_one_minus}
@@ -530,11 +534,15 @@ _PROGRAM_CACHE_SIZE = 8
 
 
 def _program(cell_fn: CellFn, table: Table, padded: int, mesh: Mesh,
-             sharding: NamedSharding, options: Mapping[str, Any]) -> _Program:
-  """Traces ``shard_map(vmap(cell_fn))`` for one padded chunk (cached)."""
+             sharding: NamedSharding, options: Mapping[str, Any],
+             group_size: Optional[int] = None) -> _Program:
+  """Traces ``shard_map(vmap(cell_fn))`` for one padded chunk (cached).
+
+  ``padded`` counts cells, or groups of ``group_size`` cells.
+  """
   key = (cell_fn, tuple((k, v.dtype.str) for k, v in table.items()), padded,
          tuple(d.id for d in mesh.devices.flat),
-         tuple(sorted(options.items())))
+         tuple(sorted(options.items())), group_size)
   try:
     hit = _PROGRAMS.get(key)
   except TypeError:  # an unhashable callable: no caching
@@ -547,7 +555,8 @@ def _program(cell_fn: CellFn, table: Table, padded: int, mesh: Mesh,
   # (a lax.scan whose carry starts from constants would otherwise fail).
   body = jax.shard_map(jax.vmap(cell_fn), mesh=mesh, in_specs=P("cells"),
                        out_specs=P("cells"), check_vma=False)
-  specs = {k: jax.ShapeDtypeStruct((padded,), v.dtype, sharding=sharding)
+  shape = (padded,) if group_size is None else (padded, group_size)
+  specs = {k: jax.ShapeDtypeStruct(shape, v.dtype, sharding=sharding)
            for k, v in table.items()}
   traced = jax.jit(body).trace(specs)
   info = traced.out_info
@@ -571,7 +580,12 @@ def _program(cell_fn: CellFn, table: Table, padded: int, mesh: Mesh,
           f"`cell_fn` output {name!r} clashes with "
           f"{'a table column' if name in table else 'a reserved name'}; "
           f"rename it.")
-    outputs[name] = (tuple(int(s) for s in sds.shape[1:]), dtype)
+    if group_size is not None and sds.shape[1:2] != (group_size,):
+      raise ValueError(
+          f"`cell_fn` maps a group of {group_size} cells, so output {name!r} "
+          f"needs a leading axis of {group_size}; got shape "
+          f"{tuple(sds.shape[1:])}.")
+    outputs[name] = (tuple(int(s) for s in sds.shape[len(shape):]), dtype)
   prog = _Program(traced, outputs, [])
   if key is not None:
     _PROGRAMS[key] = prog
@@ -631,12 +645,15 @@ def _resume(out_dir: Optional[str], manifest: Mapping[str, Any],
   mask = np.zeros(n_chunks, np.int32)
   mask[list(done)] = 1
   mask = _broadcast(mask)
+  secs = np.zeros(n_chunks, np.float64)
   full = {k: np.zeros((n,) + s, d) for k, (s, d) in outputs.items()}
-  for i, arrs in done.items():
+  for i, (arrs, sec) in done.items():
+    secs[i] = sec
     for k in full:
       full[k][i * chunk:min((i + 1) * chunk, n)] = arrs[k]
-  full = _broadcast(full)
-  return {i: {k: v[i * chunk:min((i + 1) * chunk, n)] for k, v in full.items()}
+  full, secs = _broadcast((full, secs))
+  return {i: ({k: v[i * chunk:min((i + 1) * chunk, n)] for k, v in full.items()},
+              float(secs[i]))
           for i in np.flatnonzero(mask).tolist()}
 
 
@@ -651,6 +668,11 @@ def run_grid(
     overwrite: bool = False,
     on_chunk: Optional[Callable[[ChunkInfo], None]] = None,
     compiler_options: Optional[Mapping[str, Any]] = None,
+    group_size: Optional[int] = None,
+    progress_label: str = "grid",
+    work_per_cell: float = 1.0,
+    work_after: float = 0.0,
+    timings: Optional[dict[str, float]] = None,
 ) -> Table:
   """Runs a pure per-cell JAX function over every cell of a table.
 
@@ -696,6 +718,19 @@ def run_grid(
       raises stops the run, with the finished chunks kept on disk.
     compiler_options: XLA options for the compilation; default
       :func:`compiler_options` (reproducible on CPU); ``{}`` for XLA's defaults.
+    group_size: ``None`` (default): ``cell_fn`` maps one cell.  An integer
+      k: the table's rows come in consecutive groups of k cells that share an
+      input stream (e.g. the gradients of one seed, played by k learners), and
+      ``cell_fn`` maps a *group*: its argument is a dict of ``(k,)`` arrays and
+      each output has a leading axis of k.  The engine vmaps and shards over
+      groups; chunks hold whole groups.  The number of rows must divide by k.
+    progress_label: what the progress lines call this grid.
+    work_per_cell: units of work of one cell (e.g. coordinate-rounds), and
+    work_after: the units of work still to run after this grid (e.g. later
+      adversaries): with them the ETA covers the whole run.
+    timings: an optional dict that receives ``compute`` (seconds spent
+      computing the chunks, those of earlier, interrupted runs included, as
+      recorded in their chunk files) and ``compile`` (this call's compilation).
 
   Returns:
     The tidy table: the (canonicalised) input columns followed by one column
@@ -729,15 +764,25 @@ def run_grid(
     raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
   options = (_compiler_options_default() if compiler_options is None
              else dict(compiler_options))
-  chunk = min(int(chunk_size), n)
+  gs = 1 if group_size is None else group_size
+  if (isinstance(gs, bool) or not isinstance(gs, (int, np.integer))
+      or gs < 1):
+    raise ValueError(f"`group_size` must be None or an integer >= 1, got "
+                     f"{group_size!r}.")
+  if n % gs:
+    raise ValueError(f"`group_size` {gs} must divide the number of rows {n}.")
+  gs = int(gs)
+  # Chunks hold whole groups; in groups: `chunk // gs` per chunk.
+  chunk = min(max(gs, int(chunk_size) // gs * gs), n)
   n_chunks = -(-n // chunk)
 
   devices = jax.devices()
   n_dev = len(devices)
-  padded = n_dev * max(MIN_CELLS_PER_DEVICE, -(-chunk // n_dev))
+  min_per_device = MIN_CELLS_PER_DEVICE if group_size is None else 1
+  padded = n_dev * max(min_per_device, -(-(chunk // gs) // n_dev))
   mesh = Mesh(np.asarray(devices), ("cells",))
   sharding = NamedSharding(mesh, P("cells"))
-  prog = _program(cell_fn, table, padded, mesh, sharding, options)
+  prog = _program(cell_fn, table, padded, mesh, sharding, options, group_size)
   outputs = prog.outputs
 
   out_dir = None if out_dir is None else os.fspath(out_dir)
@@ -752,6 +797,7 @@ def run_grid(
         "table_digest": _grid_io.table_digest(table),
         "outputs": [[k, list(s), d.str] for k, (s, d) in outputs.items()],
         "compiler_options": options,
+        "group_size": group_size,
     }
     # Round-trip through JSON so the manifest compares equal to what is read.
     parts = json.loads(_grid_io.canonical_json(parts))
@@ -769,50 +815,106 @@ def run_grid(
   t_compile = time.perf_counter() - t_compile
 
   results = {k: np.empty((n,) + s, d) for k, (s, d) in outputs.items()}
-  for i, arrs in done.items():
+  seconds = {"compute": 0.0, "compile": t_compile}
+  for i, (arrs, secs) in done.items():
+    seconds["compute"] += secs
     for k in results:
       results[k][i * chunk:min((i + 1) * chunk, n)] = arrs[k]
   is_writer = jax.process_index() == 0
   bar = _grid_io.Progress(n_cells=n, n_chunks=n_chunks,
-                          enabled=bool(progress) and is_writer)
+                          enabled=bool(progress) and is_writer,
+                          label=progress_label, work_per_cell=work_per_cell,
+                          work_after=work_after)
   counts = {"chunks": len(done),
             "cells": sum(min((i + 1) * chunk, n) - i * chunk for i in done)}
   bar.start(chunks_done=counts["chunks"], cells_done=counts["cells"],
-            n_devices=n_dev, padded=padded, compile_s=t_compile,
+            n_devices=n_dev, padded=padded * gs, compile_s=t_compile,
             out_dir=out_dir)
+  shape = (padded,) if group_size is None else (padded, gs)
 
   def finish(item):
     i, start, stop, out, t0 = item
-    host = {k: _to_host(v)[:stop - start] for k, v in out.items()}
+    host = {k: _to_host(v).reshape((-1,) + outputs[k][0])[:stop - start]
+            for k, v in out.items()}
+    secs = time.perf_counter() - t0
+    seconds["compute"] += secs
     if out_dir is not None and is_writer:
-      _grid_io.save_chunk(out_dir, i, start, stop, manifest["fingerprint"], host)
+      _grid_io.save_chunk(out_dir, i, start, stop, manifest["fingerprint"],
+                          host, secs)
     for k in results:
       results[k][start:stop] = host[k]
     counts["chunks"] += 1
     counts["cells"] += stop - start
     bar.update(chunks_done=counts["chunks"], cells_done=counts["cells"])
     if on_chunk is not None:
-      on_chunk(ChunkInfo(i, start, stop, n_chunks, time.perf_counter() - t0))
+      on_chunk(ChunkInfo(i, start, stop, n_chunks, secs))
 
   pending = None
+  token = _ROUND_PROGRESS.push(bar)
   try:
     for i in range(n_chunks):
       if i in done:
         continue
       start, stop = i * chunk, min((i + 1) * chunk, n)
-      rows = np.minimum(np.arange(start, start + padded), stop - 1)
+      # Pad by repeating the last group (the last cell without groups).
+      rows = np.arange(start, start + padded * gs)
+      last = stop - gs + (rows - start) % gs if gs > 1 else stop - 1
+      rows = np.where(rows < stop, rows, last)
       inputs = {k: jax.make_array_from_callback(
-                    (padded,), sharding, functools.partial(_slice, v[rows]))
+                    shape, sharding,
+                    functools.partial(_slice, v[rows].reshape(shape)))
                 for k, v in table.items()}
-      item = (i, start, stop, compiled(inputs), time.perf_counter())
+      t0 = time.perf_counter()
+      item = (i, start, stop, compiled(inputs), t0)
       if pending is not None:
         finish(pending)
+      bar.chunk_started(stop - start)
       pending = item
     if pending is not None:
       finish(pending)
   finally:
+    _ROUND_PROGRESS.pop(token)
     bar.close()
+  if timings is not None:
+    timings.update(seconds)
   return {**table, **dict(sorted(results.items()))}
+
+
+class _ProgressStack:
+  """The progress lines of running grids, for :func:`report_rounds`."""
+
+  def __init__(self):
+    self._bars: list[Any] = []
+
+  def push(self, bar: Any) -> Any:
+    self._bars.append(bar)
+    return bar
+
+  def pop(self, bar: Any) -> None:
+    if bar in self._bars:
+      self._bars.remove(bar)
+
+  def tick(self, t: Any, total: int) -> None:
+    if self._bars:
+      t = int(np.max(np.asarray(t)))
+      self._bars[-1].tick(t / total, f"round {t}/{total}")
+
+
+_ROUND_PROGRESS = _ProgressStack()
+
+
+def report_rounds(t: jax.Array, total: int, *, times: int = 50) -> None:
+  """Reports round ``t`` of ``total`` to the running grid's progress line.
+
+  Call it inside a cell function's ``lax.scan`` over rounds (``t`` the
+  round, not batched over cells): about ``times`` times per chunk the host
+  prints how far the chunk has got, so a single long chunk still shows
+  progress.  A no-op outside :func:`run_grid`; it changes no result.
+  """
+  every = max(1, int(total) // max(1, times))
+  jax.lax.cond(t % every == 0,
+               lambda: jax.debug.callback(_ROUND_PROGRESS.tick, t, int(total)),
+               lambda: None)
 
 
 def _slice(host: np.ndarray, index: Any) -> np.ndarray:
@@ -966,8 +1068,7 @@ def write_json(path: str | os.PathLike, *,
     if k in payload:
       raise ValueError(f"`extra` key {k!r} clashes with a standard entry.")
     payload[k] = v
-  text = json.dumps(payload, indent=2,
-                    default=_grid_io._json_default)  # pylint: disable=protected-access
+  text = json.dumps(payload, indent=2, default=_grid_io.json_default)
   _grid_io.atomic_write_text(os.fspath(path), text + "\n")
   return payload
 

@@ -16,6 +16,10 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
+from matplotlib.colors import Normalize
+from matplotlib.ticker import FixedFormatter
+from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import NullLocator
 from matplotlib.figure import Figure
 
 from ftrl_adam import _grid_io
@@ -91,6 +95,9 @@ def heatmap(
     figsize: tuple[float, float] = (6.0, 4.8),
     dpi: int = 120,
     ax: Any = None,
+    label: Optional[str] = None,
+    color_range: Optional[tuple[float, float]] = None,
+    max_ticks: int = 8,
 ) -> Figure:
   """A heatmap of ``value`` over two axis columns, reduced over the rest (seeds).
 
@@ -121,6 +128,11 @@ def heatmap(
     figsize: figure size in inches.
     dpi: resolution of the PNG.
     ax: draw into this Matplotlib axes instead of a new figure.
+    label: the colour bar's label; default ``"<value> (<reduce>)"``.
+    color_range: ``(low, high)`` of the colour scale (values outside take the
+      end colours); default the range of the finite values.
+    max_ticks: at most this many axis ticks, placed on grid values and
+      labelled with them (b1, b2 themselves, also on a log(1 - b) axis).
 
   Returns:
     The ``matplotlib.figure.Figure``.
@@ -157,21 +169,27 @@ def heatmap(
     fig = ax.figure
   colours = colormaps[cmap].with_extremes(bad="lightgrey")
   zm = np.ma.masked_invalid(z)
-  norm = None
+  lo, hi = (None, None) if color_range is None else map(float, color_range)
   if log_value:
     zm = np.ma.masked_less_equal(zm, 0)
-    norm = LogNorm()
+    norm = LogNorm(vmin=lo, vmax=hi)
+  else:
+    norm = Normalize(vmin=lo, vmax=hi)
   mesh = ax.pcolormesh(ex, ey, zm, cmap=colours, norm=norm, shading="flat")
   red_name = reduce if isinstance(reduce, str) else getattr(
       reduce, "__name__", "reduce")
-  fig.colorbar(mesh, ax=ax, label=f"{value} ({red_name})")
+  fig.colorbar(mesh, ax=ax, label=label if label is not None
+               else f"{value} ({red_name})")
 
   if annotate:
     for i, yc in enumerate(cy):
       for j, xc in enumerate(cx):
         if np.isfinite(z[i, j]):
+          # Dark text on light cells, light text on dark ones.
+          shade = colours(norm(z[i, j]))
+          light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
           ax.text(xc, yc, f"{z[i, j]:.3g}", ha="center", va="center",
-                  fontsize="x-small", color="white")
+                  fontsize="x-small", color="black" if light else "white")
 
   if overlays:
     lo, hi = float(xs.min()), float(xs.max())
@@ -180,27 +198,41 @@ def heatmap(
     else:
       dense = np.linspace(lo, hi, 256)
     for spec in overlays:
-      label, fn = _overlay(spec, x, y)
+      curve_label, fn = _overlay(spec, x, y)
       with np.errstate(all="ignore"):
         curve = np.asarray(fn(dense), np.float64)
       px = 1.0 - dense if "x" in logs else dense
       py = 1.0 - curve if "y" in logs else curve
       ok = np.isfinite(py) & ((py > 0) if "y" in logs else True)
-      ax.plot(px[ok], py[ok], lw=1.5, label=label)
-    ax.legend(loc="best", fontsize="small")
+      ax.plot(px[ok], py[ok], lw=1.5, label=curve_label)
+    # Below the axes, so that the legend never hides a cell.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16),
+              ncol=len(overlays), fontsize="small", frameon=False)
 
   ax.set_xlim(min(ex), max(ex))
   ax.set_ylim(min(ey), max(ey))
-  for axis, name, set_scale, invert in (
-      ("x", x, ax.set_xscale, ax.invert_xaxis),
-      ("y", y, ax.set_yscale, ax.invert_yaxis)):
+  for axis, name, set_scale, invert, vals, cs in (
+      ("x", x, ax.set_xscale, ax.invert_xaxis, xs, cx),
+      ("y", y, ax.set_yscale, ax.invert_yaxis, ys, cy)):
     if axis in logs:
       set_scale("log")
       invert()
-      label = f"1 - {name} (log scale)"
+      axis_label = f"{name} (axis: log(1 - {name}))"
     else:
-      label = name
-    (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
+      axis_label = name
+    # Ticks on the grid's own values, labelled with them (thinned).
+    step = max(1, -(-len(vals) // max(1, max_ticks)))
+    pick = list(range(0, len(vals), step))
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(np.asarray(cs)[pick]))
+    target.set_major_formatter(FixedFormatter(
+        [f"{float(v):.4g}" for v in np.asarray(vals)[pick]]))
+    target.set_minor_locator(NullLocator())
+    (ax.set_xlabel if axis == "x" else ax.set_ylabel)(axis_label)
+  if len(xs) > 4:
+    for t in ax.get_xticklabels():
+      t.set_rotation(45)
+      t.set_ha("right")
   ax.set_title(title if title is not None else f"{red_name} of {value}")
 
   if path is not None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ftrl_adam import regret
+from ftrl_adam import testing
 
 
 def d3_offline(g, b1, b2, c, D, u=None):
@@ -34,8 +35,8 @@ def d3_offline(g, b1, b2, c, D, u=None):
 @jax.jit
 def _streams(g, b1, b2, c, D):
   def body(s, gt):
-    return regret.update_streams(s, gt, b1=b1, b2=b2, c=c, radius=D), None
-  return jax.lax.scan(body, regret.init_streams(g.shape[1]), g)[0]
+    return regret.bounds.update_streams(s, gt, b1=b1, b2=b2, c=c, radius=D), None
+  return jax.lax.scan(body, regret.bounds.init_streams(g.shape[1]), g)[0]
 
 
 @pytest.mark.parametrize("b1,b2", [(0.5, 0.25), (0.9, 0.5), (0.9, 0.999),
@@ -62,9 +63,9 @@ def test_online_streams_equal_offline_d3(b1, b2):
 
 def test_ball_streams_use_global_norms():
   g = jnp.array([[3.0, 4.0], [0.0, 0.0], [-6.0, 8.0]])
-  s = regret.init_streams(2, "ball")
+  s = regret.bounds.init_streams(2, "ball")
   for gt in g:
-    s = regret.update_streams(s, gt, b1=0.5, b2=0.5, c=1.0, radius=2.0,
+    s = regret.bounds.update_streams(s, gt, b1=0.5, b2=0.5, c=1.0, radius=2.0,
                               domain="ball")
   # V = ((25 * 0.5) + 0) * 0.5 + 100; first round min is 2 D ||g|| = 20.
   assert float(s.v) == pytest.approx(106.25)
@@ -140,7 +141,7 @@ def test_switch_closed_forms_equal_literal_ftrl(b1, b2, kappa):
   assert np.all(g[:L] == 2.5 * (-1.0) ** t[:L]) and np.all(g[L:] == -2.5)
   eta, x = _literal_eta_and_preclip(g, b1f, b2f, c=0.7)
   np.testing.assert_allclose(
-      regret.switch_eta(t, c=0.7, G=2.5, b1=b1, b2=b2), eta, rtol=1e-5)
+      testing.switch_eta(t, c=0.7, G=2.5, b1=b1, b2=b2), eta, rtol=1e-5)
   np.testing.assert_allclose(
-      regret.switch_pre_clip_play(t, c=0.7, b1=b1, b2=b2, L=L), x, rtol=1e-4,
+      testing.switch_pre_clip_play(t, c=0.7, b1=b1, b2=b2, L=L), x, rtol=1e-4,
       atol=1e-6)

@@ -19,6 +19,7 @@ from scipy import optimize
 
 import ftrl_adam as fa
 from ftrl_adam import regret
+from ftrl_adam import testing
 
 # ------------------------------------------------------------------ helpers
 
@@ -139,7 +140,7 @@ def test_identity_d2_and_literal_ftrl_float64(domain, b1, b2):
   x = literal_ftrl_plays(g, b1f, b2f, c, D, domain)
   # the package's float64 oracle is the literal argmin ...
   np.testing.assert_allclose(
-      regret.ftrl_plays(g, b1f, b2f, c=c, radius=D, domain=domain), x,
+      testing.ftrl_plays(g, b1f, b2f, c=c, radius=D, domain=domain), x,
       atol=1e-7)
   # ... and Adam (the transform, float32) plays it.
   np.testing.assert_allclose(_np(res.trajectory.plays), x, atol=2e-5 * D)
@@ -154,13 +155,13 @@ def test_identity_d2_and_literal_ftrl_float64(domain, b1, b2):
   kw = dict(domain=domain)
   for cmp in (dict(u=u), dict(radius=D)):
     np.testing.assert_allclose(
-        regret.discounted_regret(g, x, b1f, **cmp, **kw),
-        b1f ** T * regret.scaled_ftrl_regret(g, x, b1f, **cmp, **kw),
+        testing.discounted_regret(g, x, b1f, **cmp, **kw),
+        b1f ** T * testing.scaled_ftrl_regret(g, x, b1f, **cmp, **kw),
         rtol=1e-12)
-  np.testing.assert_allclose(regret.discounted_regret(g, x, b1f, u=u), lhs,
+  np.testing.assert_allclose(testing.discounted_regret(g, x, b1f, u=u), lhs,
                              rtol=1e-12)
   # ... and the game's streamed values (float32) agree.
-  best = b1f ** T * regret.scaled_ftrl_regret(g, x, b1f, radius=D, **kw)
+  best = b1f ** T * testing.scaled_ftrl_regret(g, x, b1f, radius=D, **kw)
   got = res.regret_box if domain == "box" else res.regret_ball
   np.testing.assert_allclose(float(got), best, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(float(res.regret_u), lhs, rtol=1e-5, atol=1e-6)
@@ -169,9 +170,9 @@ def test_identity_d2_and_literal_ftrl_float64(domain, b1, b2):
 def test_scaled_reference_refuses_overflowing_horizons():
   g = np.ones((8000, 1))
   with pytest.raises(ValueError, match="overflows float64"):
-    regret.scaled_ftrl_regret(g, g, 0.9, radius=1.0)
+    testing.scaled_ftrl_regret(g, g, 0.9, radius=1.0)
   with pytest.raises(ValueError, match="overflows float64"):
-    regret.ftrl_plays(g, 0.9, 0.99, c=1.0, radius=1.0)
+    testing.ftrl_plays(g, 0.9, 0.99, c=1.0, radius=1.0)
 
 
 def test_streamed_regret_equals_numpy_from_trajectory():
@@ -192,7 +193,7 @@ def test_streamed_regret_equals_numpy_from_trajectory():
     loss = np.sum(w * gs * xs)
     M = np.sum(w * gs, axis=0)
     scale = np.sum(np.abs(w * gs * xs)) + D * np.sum(np.abs(M)) + 1e-3
-    ref = lambda **kw: regret.discounted_regret(gs, xs, lam, **kw)  # noqa
+    ref = lambda **kw: testing.discounted_regret(gs, xs, lam, **kw)  # noqa
     assert ref(u=0.0) == pytest.approx(loss, rel=1e-9, abs=1e-12)
     for got, want in [(res.loss, loss), (res.regret_u, ref(u=u)),
                       (res.regret_box, ref(radius=D)),
@@ -315,7 +316,7 @@ def test_switch_closed_forms_equal_simulated_plays():
   t = np.arange(1, T + 1)
   for i in range(len(cells)):
     n = int(L[i] + k[i])
-    closed = _np(regret.switch_pre_clip_play(t[:n], c=c, b1=b1[i], b2=b2[i],
+    closed = _np(testing.switch_pre_clip_play(t[:n], c=c, b1=b1[i], b2=b2[i],
                                              L=L[i]))
     np.testing.assert_allclose(_np(pre[i, :n]), closed, rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(_np(alg1[i, :n]), np.clip(closed, -D, D),

@@ -23,7 +23,6 @@ import pytest
 
 from ftrl_adam import grid
 from ftrl_adam import studies
-from ftrl_adam.studies import cli as study_cli
 
 # The "default digits config": the digits task with its defaults (400 steps,
 # EMA 0.98) and Adam's usual b1 = 0.9, b2 = 0.999, the middle learning rate.
@@ -122,14 +121,9 @@ def test_charlm_goes_below_unigram_entropy():
 
 
 def _study_cli(argv):
-  """``ftrl-adam study ...``: through the main CLI once it has the subcommand."""
+  """``ftrl-adam study ...`` through the one entry point."""
   from ftrl_adam import cli  # pylint: disable=import-outside-toplevel
-
-  sub = [a for a in cli.build_parser()._actions  # pylint: disable=protected-access
-         if hasattr(a, "choices") and isinstance(a.choices, dict)]
-  if sub and "study" in sub[0].choices:
-    return cli.main(["study", *argv])
-  return study_cli.main(argv)
+  return cli.main(["study", *argv])
 
 
 TINY = ["--task", "quadratic", "--option", "dim=8", "--b1", "0.5,0.9",
@@ -144,10 +138,10 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   assert "best b2 for each b1 (val_loss" in printed.out
   assert "grid: 16 cells in 2 chunk(s)" in printed.err
   files = set(os.listdir(out))
-  assert {"cells.csv", "tuned.csv", "study.json", "summary.txt",
+  assert {"results.csv", "tuned.csv", "run.json", "summary.txt",
           "heatmap_val_loss.png", "heatmap_val_loss_ema.png",
           "heatmap_lr.png", "manifest.json"} <= files
-  with open(os.path.join(out, "cells.csv")) as f:
+  with open(os.path.join(out, "results.csv")) as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 16
   assert {"b1", "b2", "lr", "seed", "val_loss", "val_loss_ema",
@@ -156,7 +150,7 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
     tuned = list(csv.DictReader(f))
   assert len(tuned) == 4 and {r["lr_val_loss"] for r in tuned} <= {"0.03",
                                                                   "0.1"}
-  with open(os.path.join(out, "study.json")) as f:
+  with open(os.path.join(out, "run.json")) as f:
     meta = json.load(f)
   assert meta["config"]["task"] == "quadratic"
   assert meta["config"]["steps"] == 60
@@ -166,14 +160,14 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   for png in ("heatmap_val_loss.png", "heatmap_lr.png"):
     with open(os.path.join(out, png), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  with open(os.path.join(out, "cells.csv")) as f:
+  with open(os.path.join(out, "results.csv")) as f:
     first = f.read()
 
   # Same command again: every chunk is loaded, nothing recomputed.
   assert _study_cli([*TINY, "--out", out, "--no-progress"]) == 0
   assert _study_cli([*TINY, "--out", out]) == 0
   assert "2 chunk(s) (16 cells) already done" in capsys.readouterr().err
-  with open(os.path.join(out, "cells.csv")) as f:
+  with open(os.path.join(out, "results.csv")) as f:
     assert f.read() == first
 
   # Another study into the same folder is refused, cleanly.

@@ -1,33 +1,23 @@
-"""Beta-grid of regret games: coordinate-rounds per second (DESIGN.md target).
+"""Beta-grid of regret games: coordinate-rounds per second.
 
-For a workload (adversary, d, T) and a number of cells n (b1 x b2 x seeds),
-the same games are run three ways, interleaved in one process:
+For a workload (adversary, d, T) and n games (b1 x b2 x 4 seeds), interleaved
+in one process:
 
-  (a) loop      a Python loop over the cells of one jitted game
-                (``jax.jit(beta_grid_cell(...))``, compiled once, dispatched
-                cell after cell, blocked once at the end);
-  (b) grid      the vmapped grid: ``grid.run_grid`` of the same cell function,
-                one chunk of n cells, sharded over every device, with the
-                engine's reproducible compiler options (bit-identical cells);
-  (a') loop-xla  the loop (a) compiled with XLA's default options;
-  (b') grid-xla the grid (b) with XLA's default options (faster fusions on CPU,
-                not bit-identical to a single game); its speedup is against (a'),
-                so each mode is compared with a loop compiled the same way;
-  (c) parallel  the time-parallel path (``method="parallel"``: associative
-                scans over rounds, O(T d) memory per game) through run_grid,
-                in chunks of at most 2^23 coordinates x rounds on CPU.
+  (a) loop      a Python loop over the games of one jitted game function
+                (XLA's default options), blocked once at the end;
+  (b) grid      ``regret.run_beta_grid``: each seed's gradients drawn once and
+                played by every learner cell (shared streams), deterministic
+                adversaries once per learner cell, XLA's default options;
+  (b0) per-cell grid (0.1.0)  the previous default: one game per cell,
+                vmapped by ``grid.run_grid`` with the bit-reproducible options.
 
-A coordinate-round is one coordinate of one game in one round: n x T x d per
-grid (the switch adversary's cells compute all T rounds, the rounds after
-their horizon frozen).  Compilation is excluded (every path is warmed up).
-"flop/cr" is XLA's cost analysis of the vmapped program (every elementwise
-op counts, the PRNG's integer ops included; the loop body counted once) per
-coordinate and round; with --peak-tflops (or a known GPU) the achieved
-fraction of that arithmetic peak is reported.
+A coordinate-round is one coordinate of one game in one round (games x T x
+d); the D3 bound streams are computed on every path.  Targets (on 2 CPU
+cores, Gaussian d = 64, 1,024 games): (b) >= 8x (b0), >= 300 M
+coordinate-rounds/s.  Compilation is excluded (every path is warmed up).
 
-Usage:  python benchmarks/grid.py [--cells 64 256 1024] [--T 1000]
+Usage:  ftrl-adam bench grid [--cells 64 256 1024] [--T 1000]
             [--workloads gaussian:64 gaussian:1 switch:1] [--repeats 3]
-            [--peak-tflops X]
 """
 
 from __future__ import annotations
@@ -55,7 +45,7 @@ PEAK_FP32_TFLOPS = {
 
 
 def _table(n: int, T: int, d: int, adversary: str, method: str):
-  """n cells = b1 x b2 x 4 seeds, b2 <= 0.995 (switch games complete)."""
+  """n games = b1 x b2 x 4 seeds, b2 <= 0.995 (switch games complete)."""
   seeds = 4
   nb = n // seeds
   n1 = 2 ** (int(math.log2(nb)) // 2)
@@ -63,65 +53,51 @@ def _table(n: int, T: int, d: int, adversary: str, method: str):
   spec = study.beta_grid(b1=f"log1m:0.5:0.99:{n1}",
                          b2=f"log1m:0.25:0.995:{n2}", seeds=seeds,
                          adversaries=[adversary], T=T, d=d, method=method)
-  assert spec.n_cells == n, (spec.n_cells, n)
   return spec
-
-
-def _flops_per_cr(cell_fn, table, d):
-  n = len(table["b1"])
-  specs = {k: jax.ShapeDtypeStruct((n,), v.dtype) for k, v in table.items()}
-  compiled = jax.jit(jax.vmap(cell_fn)).lower(specs).compile(
-      compiler_options=grid.compiler_options() or None)
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", float("nan"))) / (n * d)
 
 
 def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
                    peak_tflops):
+  """(a) a loop of one jitted game per cell; (b) the shared-stream grid;
+  (b0) the previous per-cell grid (one game per cell, vmapped, with the
+  engine's bit-reproducible options: version 0.1.0's default)."""
   rows = []
   for n in cells:
     spec = _table(n, T, d, adversary, "sequential")
-    table = spec.table()
-    cell_fn = study.beta_grid_cell(adversary, T=T, d=d)
-    par_spec = _table(n, T, d, adversary, "parallel")
-    par_fn = study.beta_grid_cell(adversary, T=T, d=d, method="parallel")
-    single = jax.jit(cell_fn, compiler_options=grid.compiler_options())
-    single_xla = jax.jit(cell_fn)
+    adv = spec.adversaries[0]
+    n_games = spec.n_games * (len(spec.seeds) if not adv.stochastic else 1)
+    table = {k: np.tile(v, len(spec.seeds)) for k, v in spec.learners().items()}
+    table["seed"] = np.repeat(np.asarray(spec.seeds, np.int32),
+                              spec.n_learners)
+    per_cell = study._per_cell_fn(adv, T=T, d=d, domain="box", G=1.0,  # pylint: disable=protected-access
+                                  kappa=1.0, method="sequential")
+    single = jax.jit(per_cell)
     cells_dev = [{k: jnp.asarray(v[i]) for k, v in table.items()}
-                 for i in range(n)]
+                 for i in range(len(table["b1"]))]
 
-    def loop(fn=single):
-      outs = [fn(c) for c in cells_dev]
-      _common.block(outs)
+    def loop():
+      _common.block([single(c) for c in cells_dev])
 
-    def vmapped(options=None, fn=cell_fn, chunk=n):
-      return lambda: grid.run_grid(fn, table, chunk_size=chunk,
-                                   progress=False, compiler_options=options)
-
-    fns = {"(a) loop": loop, "(a') loop-xla": lambda: loop(single_xla),
-           "(b) grid": vmapped(),
-           "(b') grid-xla": vmapped({}),
-           "(c) parallel": vmapped(None, par_fn, par_spec.chunk_size)}
+    fns = {"(a) loop": loop,
+           "(b) grid": lambda: study.run_beta_grid(spec, progress=False,
+                                                   plots=False),
+           "(b0) per-cell grid (0.1.0)": lambda: grid.run_grid(
+               per_cell, table, chunk_size=max(1, 2 ** 14 // d),
+               progress=False)}
     for fn in fns.values():     # compile / warm up
       fn()
     times = _common.interleaved_medians(fns, repeats)
-    flops = _flops_per_cr(cell_fn, table, d)
-    crs = n * T * d
     for path, t in times.items():
+      # the grid plays a deterministic adversary once per learner cell; the
+      # loop and the per-cell grid play every (cell, seed)
+      crs = (spec.n_games if path == "(b) grid" else n_games) * T * d
       rate = crs / t
-      row = {"adversary": adversary, "d": d, "T": T, "cells": n, "path": path,
-             "median_ms": t * 1e3, "Mcr_per_s": rate / 1e6,
-             "speedup_vs_loop": times[
-                 "(a') loop-xla" if path.startswith(("(a')", "(b')")) else "(a) loop"] / t}
-      if path != "(c) parallel":
-        row["flop_per_cr"] = flops
-        row["GFLOP_per_s"] = flops * rate / 1e9
-        if peak_tflops:
-          row["fraction_of_peak"] = flops * rate / (peak_tflops * 1e12)
-      if path == "(c) parallel":
-        row["chunk_size"] = par_spec.chunk_size
-      rows.append(row)
+      rows.append({"adversary": adversary, "d": d, "T": T, "cells": n_games,
+                   "path": path, "median_ms": t * 1e3,
+                   "Mcr_per_s": rate / 1e6,
+                   "speedup_vs_loop": times["(a) loop"] / t,
+                   "speedup_vs_per_cell_grid":
+                       times["(b0) per-cell grid (0.1.0)"] / t})
   return rows
 
 
@@ -148,26 +124,15 @@ def main(argv=None) -> int:
     adversary, d = w.split(":")
     records += bench_workload(adversary, int(d), args.T, args.cells,
                               args.repeats, peak)
-  headers = ["adversary", "d", "cells", "path", "median ms", "Mcr/s",
-             "x loop", "flop/cr", "GFLOP/s"] + (["of peak"] if peak else [])
+  headers = ["adversary", "d", "games", "path", "median ms", "Mcr/s",
+             "x loop", "x per-cell grid"]
   rows = [[r["adversary"], r["d"], r["cells"], r["path"], r["median_ms"],
-           r["Mcr_per_s"], r["speedup_vs_loop"], r.get("flop_per_cr", "-"),
-           r.get("GFLOP_per_s", "-")]
-          + ([r.get("fraction_of_peak", "-")] if peak else [])
+           r["Mcr_per_s"], r["speedup_vs_loop"], r["speedup_vs_per_cell_grid"]]
           for r in records]
   _common.print_table(headers, rows)
-  for w in args.workloads:
-    adversary, d = w.split(":")
-    big = max(args.cells)
-    r = {x["path"]: x for x in records if x["adversary"] == adversary
-         and x["d"] == int(d) and x["cells"] == big}
-    b, bx, c = (r[k]["speedup_vs_loop"]
-                for k in ("(b) grid", "(b') grid-xla", "(c) parallel"))
-    print(f"{adversary} d={d}, {big} cells: (b) grid = {b:.2f}x (a) loop, "
-          f"(b') grid-xla = {bx:.2f}x (a') loop-xla, (c) parallel {c:.2f}x (a)")
   path = _common.write_json("grid", {
       "T": args.T, "repeats": args.repeats, "peak_fp32_tflops": peak,
-      "compiler_options_b": grid.compiler_options(),
+      "compiler_options_b0": grid.compiler_options(),
       "numpy": np.__version__, "results": records})
   print(f"wrote {path}")
   return 0

@@ -19,11 +19,13 @@ Every claim of docs/theory.md section 3 as something to run (and a test to check
   the switch sequence;
 * the beta-grid (:mod:`ftrl_adam.regret.study`): :func:`beta_grid` and
   :func:`run_beta_grid` run thousands of games over (b1, b2) x seeds (x D, c
-  or learning rates) as one vmapped, sharded, chunked, resumable program and
-  write a CSV, a JSON and heatmaps (the ``ftrl-adam regret`` command);
-* float64 references for small T (:mod:`ftrl_adam.regret.reference`):
-  :func:`discounted_regret` from a trajectory, :func:`scaled_ftrl_regret`
-  (identity D2) and :func:`ftrl_plays` (the FTRL form of Algorithm 1).
+  or learning rates), against built-in adversaries or your own, with each
+  oblivious seed's gradients drawn once for all learner cells, sharded,
+  chunked and resumable, and write a CSV, a JSON and heatmaps (the
+  ``ftrl-adam regret`` command).
+
+The float64 test oracles (the FTRL form of Algorithm 1, identity D2, the
+closed forms of the switch sequence) live in :mod:`ftrl_adam.testing`.
 
 Tags as in docs/theory.md: [P] the papers' prose, [D] derived here (constants ours,
 tested), [R] the papers' statement in order with our constants.
@@ -57,14 +59,10 @@ from ftrl_adam.regret.bounds import BoundStreams
 from ftrl_adam.regret.bounds import alternating_order
 from ftrl_adam.regret.bounds import d3_bound
 from ftrl_adam.regret.bounds import d4_bound
-from ftrl_adam.regret.bounds import init_streams
 from ftrl_adam.regret.bounds import minimax_order
 from ftrl_adam.regret.bounds import oblivious_order
-from ftrl_adam.regret.bounds import switch_eta
 from ftrl_adam.regret.bounds import switch_lengths
 from ftrl_adam.regret.bounds import switch_order
-from ftrl_adam.regret.bounds import switch_pre_clip_play
-from ftrl_adam.regret.bounds import update_streams
 from ftrl_adam.regret.games import GameResult
 from ftrl_adam.regret.games import Theory
 from ftrl_adam.regret.games import Trajectory
@@ -73,22 +71,18 @@ from ftrl_adam.regret.games import play
 from ftrl_adam.regret.games import raise_if_nonfinite
 from ftrl_adam.regret.games import theory_constants
 from ftrl_adam.regret.games import theory_learner
-from ftrl_adam.regret.reference import discounted_regret
-from ftrl_adam.regret.reference import ftrl_plays
-from ftrl_adam.regret.reference import scaled_ftrl_regret
 from ftrl_adam.regret.study import BETA_GRID_ADVERSARIES
 from ftrl_adam.regret.study import BETA_GRID_COLUMNS
 from ftrl_adam.regret.study import BetaGrid
+from ftrl_adam.regret.study import BETA_GRID_OPTIONS
 from ftrl_adam.regret.study import BetaGridResult
 from ftrl_adam.regret.study import beta_grid
-from ftrl_adam.regret.study import beta_grid_cell
-from ftrl_adam.regret.study import format_beta_summary
 from ftrl_adam.regret.study import run_beta_grid
-from ftrl_adam.regret.study import summarize_beta_grid
 
 __all__ = (
     "BETA_GRID_ADVERSARIES",
     "BETA_GRID_COLUMNS",
+    "BETA_GRID_OPTIONS",
     "Adversary",
     "BetaGrid",
     "BetaGridResult",
@@ -101,18 +95,13 @@ __all__ = (
     "alternating",
     "alternating_order",
     "beta_grid",
-    "beta_grid_cell",
     "d3_bound",
     "d4_bound",
-    "discounted_regret",
-    "format_beta_summary",
     "from_array",
-    "ftrl_plays",
     "game",
     "gaussian",
     "gradient_of",
     "heavy_tailed",
-    "init_streams",
     "minimax_order",
     "oblivious",
     "oblivious_order",
@@ -121,15 +110,10 @@ __all__ = (
     "rademacher",
     "raise_if_nonfinite",
     "run_beta_grid",
-    "scaled_ftrl_regret",
     "sparse",
-    "summarize_beta_grid",
     "switch",
-    "switch_eta",
     "switch_lengths",
     "switch_order",
-    "switch_pre_clip_play",
     "theory_constants",
     "theory_learner",
-    "update_streams",
 )

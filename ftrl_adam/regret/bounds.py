@@ -30,8 +30,9 @@ import jax.numpy as jnp
 
 from ftrl_adam import _checks
 from ftrl_adam import _numerics
+from ftrl_adam import ftrl as _ftrl
 
-DOMAINS = ("box", "ball")
+DOMAINS = _ftrl.DOMAINS
 
 _f32 = jnp.float32
 
@@ -372,88 +373,3 @@ def switch_lengths(b1: Any, b2: Any, kappa: Any = 1.0) -> tuple[jax.Array, jax.A
   big_l = jnp.ceil(8.0 / (1.0 - b2))
   k = jnp.ceil(kappa * jnp.minimum(1.0 / jnp.sqrt(1.0 - b2), 1.0 / (1.0 - b1)))
   return big_l.astype(jnp.int32), k.astype(jnp.int32)
-
-
-def switch_eta(t: Any, *, c: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
-  r"""Closed form of the FTRL rate eta_t on the switch sequence [D].
-
-  With n = t - 1 gradients seen, all of magnitude G,
-  V_n = G^2 (1 - b2^n) / (1 - b2) and
-
-  .. math:: \eta_t = \frac{c\, b_1^{n} \sqrt{1-b_2}}{G \sqrt{1 - b_2^{n}}}
-
-  (+inf at t = 1).  Holds for any sequence with |g_t| = G, in particular
-  D5 and D6.
-
-  Args:
-    t: round index (int, array), t >= 1.
-    c: the constant of Algorithm 1.
-    G: the gradient magnitude.
-    b1: the learner's decays.
-    b2: as ``b1``.
-
-  Returns:
-    float32 array shaped like ``t``.
-
-  Example:
-    >>> from ftrl_adam import regret
-    >>> round(float(regret.switch_eta(2, c=1.0, G=1.0, b1=0.9, b2=0.99)), 4)
-    0.9
-  """
-  b1, b2, c, G = _a(b1), _a(b2), _a(c), _a(G)
-  n = jnp.asarray(t).astype(_f32) - 1.0
-  den = G * jnp.sqrt(1.0 - b2 ** n)
-  num = c * b1 ** n * jnp.sqrt(1.0 - b2)
-  return jnp.where(n > 0, num / jnp.where(n > 0, den, 1.0), jnp.inf)
-
-
-def switch_pre_clip_play(
-    t: Any, *, c: Any, b1: Any, b2: Any, L: Any,
-) -> jax.Array:
-  r"""Closed form of the unclipped play x~_t = -eta_t H_{t-1} on the switch sequence [D].
-
-  With n = t - 1, for n <= L (the alternating phase g_s = G (-1)^s):
-
-  .. math:: \tilde x_t = -\frac{c\sqrt{1-b_2}}{\sqrt{1-b_2^n}}
-            \frac{(-1)^n - b_1^n}{1 + b_1},
-
-  and for n = L + j (j rounds of -G):
-
-  .. math:: \tilde x_t = \frac{c\sqrt{1-b_2}}{\sqrt{1-b_2^n}}\Big[
-            \frac{1 - b_1^j}{1 - b_1} - b_1^j\frac{(-1)^L - b_1^L}{1+b_1}\Big].
-
-  It is independent of G; x~_1 = 0.  The played update of Algorithm 1 is
-  ``clip(x~_t, -D, D)``.
-
-  Args:
-    t: round index (int, array), t >= 1.
-    c: the constant of Algorithm 1.
-    b1: the learner's decays.
-    b2: as ``b1``.
-    L: length of the alternating phase (:func:`switch_lengths`).
-
-  Returns:
-    float32 array shaped like ``t``.
-
-  Example:
-    >>> from ftrl_adam import regret
-    >>> round(float(regret.switch_pre_clip_play(2, c=1.0, b1=0.5, b2=0.75, L=4)), 4)
-    1.0
-  """
-  b1, b2, c = _a(b1), _a(b2), _a(c)
-  t = jnp.asarray(t)
-  n_int = t.astype(jnp.int32) - 1
-  n = n_int.astype(_f32)
-  big_l = jnp.asarray(L).astype(jnp.int32)
-  lf = big_l.astype(_f32)
-  safe_n = jnp.where(n > 0, n, 1.0)
-  scale = c * jnp.sqrt(1.0 - b2) / jnp.sqrt(1.0 - b2 ** safe_n)
-  sign_n = jnp.where(n_int % 2 == 0, 1.0, -1.0)
-  sign_l = jnp.where(big_l % 2 == 0, 1.0, -1.0)
-  first = -scale * (sign_n - b1 ** n) / (1.0 + b1)
-  j = n - lf
-  b1j = b1 ** jnp.maximum(j, 0.0)
-  second = scale * ((1.0 - b1j) / (1.0 - b1)
-                    - b1j * (sign_l - b1 ** lf) / (1.0 + b1))
-  out = jnp.where(n_int <= big_l, first, second)
-  return jnp.where(n > 0, out, 0.0)

@@ -50,6 +50,7 @@ import optax
 
 from ftrl_adam import _checks
 from ftrl_adam import ftrl as _ftrl
+from ftrl_adam import grid as grid_progress
 from ftrl_adam.regret import _parallel
 from ftrl_adam.regret import bounds
 from ftrl_adam.regret.adversaries import Adversary
@@ -203,28 +204,6 @@ def theory_learner(b1: Any, b2: Any, radius: Any, *, c: Optional[Any] = None,
 # ---------------------------------------------------------------- validation
 
 
-def _check_pos_int(name: str, x: Any) -> int:
-  if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
-    raise ValueError(f"`{name}` must be an integer >= 1, got {x!r}.")
-  if x < 1:
-    raise ValueError(f"`{name}` must be an integer >= 1, got {x!r}.")
-  return int(x)
-
-
-def _check_key(key: Any) -> None:
-  dtype = getattr(key, "dtype", None)
-  shape = getattr(key, "shape", None)
-  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-    if shape == ():
-      return
-  elif dtype == jnp.uint32 and shape is not None and len(shape) == 1:
-    return
-  raise ValueError(
-      "`key` must be one PRNG key (jax.random.key(seed) or "
-      f"jax.random.PRNGKey(seed)), got {type(key).__name__} "
-      f"{dtype}{list(shape) if shape is not None else ''}.")
-
-
 def _spec(x):
   return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
 
@@ -307,13 +286,13 @@ def _canonical_theory(theory: Any) -> Optional[Theory]:
 
 
 def _common_checks(adversary, T, d, key, domain, record, method):
-  T = _check_pos_int("T", T)
-  d = _check_pos_int("d", d)
+  T = _checks.check_positive_int("T", T)
+  d = _checks.check_positive_int("d", d)
   _checks.check_choice("domain", domain, DOMAINS)
   _checks.check_choice("method", method, METHODS)
   if not isinstance(record, bool):
     raise ValueError(f"`record` must be True or False, got {record!r}.")
-  _check_key(key)
+  _checks.check_key(key)
   _check_adversary(adversary, T, d, key)
   if method == "parallel" and adversary.kind != "oblivious":
     raise ValueError(
@@ -406,52 +385,142 @@ def _w0_vec(adversary, d):
   return jnp.broadcast_to(jnp.asarray(adversary.w0, _f32), (d,))
 
 
-def _sequential(learner, adversary, key, discount, radius, u, theory, horizon,
-                T, d, domain, record):
-  w0 = _w0_vec(adversary, d)
-  zeros = jnp.zeros((d,), _f32)
+def _initial_carry(learner, w0, d, domain):
+  """(learner state, Delta_1 = 0, w_0, zero sums) before round 1."""
   acc0 = _Acc(
-      loss=jnp.zeros([], _f32), sum_grads=zeros,
+      loss=jnp.zeros([], _f32), sum_grads=jnp.zeros((d,), _f32),
       max_box=jnp.full([], -jnp.inf, _f32),
       max_ball=jnp.full([], -jnp.inf, _f32),
       streams=bounds.init_streams(d, domain),
       first_bad=jnp.zeros([], jnp.int32))
-  carry0 = (learner.init(w0), zeros, w0, acc0)
+  return (learner.init(w0), jnp.zeros((d,), _f32), w0, acc0)
+
+
+def _round(learner, theory, carry, g, t, discount, radius, domain, horizon,
+           record):
+  """One round of a game, given g_t: pay, update the sums, the learner's step.
+
+  The one place where a game calls the learner: every path (a single game, a
+  vmapped grid, a group of learners sharing one gradient stream) runs this.
+  """
+  state, delta, w, acc = carry
+  g = jnp.asarray(g, _f32)
+  loss = discount * acc.loss + jnp.sum(g * delta)
+  sum_grads = discount * acc.sum_grads + g
+  r_box, r_ball = _regrets(loss, sum_grads, radius)
+  if theory is None:
+    streams = acc.streams
+  else:
+    streams = bounds.update_streams(
+        acc.streams, g, b1=theory.b1, b2=theory.b2, c=theory.c,
+        radius=radius, domain=domain)
+  bad = ~jnp.all(jnp.isfinite(g))
+  acc = _Acc(
+      loss=loss, sum_grads=sum_grads,
+      max_box=jnp.maximum(acc.max_box, r_box),
+      max_ball=jnp.maximum(acc.max_ball, r_ball), streams=streams,
+      first_bad=jnp.where((acc.first_bad == 0) & bad, t, acc.first_bad))
+  # The learner's own update: Delta_{t+1} from g_t (params = the iterate).
+  updates, state = learner.update(g, state, w)
+  next_delta = jnp.asarray(updates, _f32)
+  new = (state, next_delta, w + next_delta, acc)
+  ys = Trajectory(plays=delta, grads=g, iterates=w) if record else None
+  if horizon is not None:
+    live = t <= horizon
+    new = jax.tree.map(lambda a, b: jnp.where(live, a, b), new, carry)
+    if record:
+      ys = jax.tree.map(lambda a: jnp.where(live, a, 0.0), ys)
+  return new, ys
+
+
+def _sequential(learner, adversary, key, discount, radius, u, theory, horizon,
+                T, d, domain, record, tick=False):
+  carry0 = _initial_carry(learner, _w0_vec(adversary, d), d, domain)
 
   def body(carry, t):
-    state, delta, w, acc = carry
+    if tick:
+      grid_progress.report_rounds(t, T)
+    _, delta, w, _ = carry
     g = adversary.gradient(t, jax.random.fold_in(key, t), d, delta, w)
-    g = jnp.asarray(g, _f32)
-    loss = discount * acc.loss + jnp.sum(g * delta)
-    sum_grads = discount * acc.sum_grads + g
-    r_box, r_ball = _regrets(loss, sum_grads, radius)
-    if theory is None:
-      streams = acc.streams
-    else:
-      streams = bounds.update_streams(
-          acc.streams, g, b1=theory.b1, b2=theory.b2, c=theory.c,
-          radius=radius, domain=domain)
-    bad = ~jnp.all(jnp.isfinite(g))
-    acc = _Acc(
-        loss=loss, sum_grads=sum_grads,
-        max_box=jnp.maximum(acc.max_box, r_box),
-        max_ball=jnp.maximum(acc.max_ball, r_ball), streams=streams,
-        first_bad=jnp.where((acc.first_bad == 0) & bad, t, acc.first_bad))
-    # The learner's own update: Delta_{t+1} from g_t (params = the iterate).
-    updates, state = learner.update(g, state, w)
-    next_delta = jnp.asarray(updates, _f32)
-    new = (state, next_delta, w + next_delta, acc)
-    ys = Trajectory(plays=delta, grads=g, iterates=w) if record else None
-    if horizon is not None:
-      live = t <= horizon
-      new = jax.tree.map(lambda a, b: jnp.where(live, a, b), new, carry)
-      if record:
-        ys = jax.tree.map(lambda a: jnp.where(live, a, 0.0), ys)
-    return new, ys
+    return _round(learner, theory, carry, g, t, discount, radius, domain,
+                  horizon, record)
 
   ts = jnp.arange(1, T + 1, dtype=jnp.int32)
   (_, _, _, acc), traj = jax.lax.scan(body, carry0, ts)
   return _finish(acc, u, radius, theory, domain, d, traj)
+
+
+def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
+                        T: int, d: int, domain: str = "box",
+                        per_cell_adversary: bool = False,
+                        tick: bool = False) -> GameResult:
+  """K games of Algorithm 1 against one oblivious gradient stream.
+
+  The stream of an oblivious adversary does not depend on the learner, so
+  g_t is drawn once per round and every learner cell plays it: one
+  ``lax.scan`` over rounds with the learners vmapped inside.  Each cell equals
+  :func:`game` with the same (b1, b2, radius, c, adversary, key) to float32
+  rounding (bit for bit under :func:`ftrl_adam.grid.compiler_options`), since
+  both run :func:`_round`, the transform's own ``update``.
+
+  Args:
+    b1: ``(K,)`` first-moment decays (and the games' discount).
+    b2: ``(K,)`` second-moment decays.
+    radius: ``(K,)`` radii D.
+    c: ``(K,)`` constants c of Algorithm 1.
+    adversary: an oblivious :class:`~ftrl_adam.regret.Adversary`; with
+      ``per_cell_adversary`` a batch of K adversaries (leaves with a leading
+      axis K: e.g. the switch sequence of each cell's own (b1, b2)), whose
+      gradients are computed per cell.
+    key: the stream's PRNG key (round t uses ``fold_in(key, t)``).
+    horizon: optional ``(K,)`` int32 rounds per cell (see :func:`play`).
+    T: rounds.
+    d: dimension.
+    domain: ``"box"`` or ``"ball"``.
+    per_cell_adversary: see ``adversary``.
+    tick: report the rounds to the running grid's progress line.
+
+  Returns:
+    A :class:`GameResult` whose fields have a leading axis K.
+  """
+  b1, b2, radius, c = jax.lax.optimization_barrier((b1, b2, radius, c))
+  w0 = _w0_vec(adversary, d) if not per_cell_adversary else jax.vmap(
+      lambda a: _w0_vec(a, d))(adversary)
+
+  def learner_of(b1, b2, r, c):
+    return theory_learner(b1, b2, r, c=c, domain=domain), Theory(b1, b2, c)
+
+  carry0 = jax.vmap(
+      lambda b1, b2, r, c, w0: _initial_carry(learner_of(b1, b2, r, c)[0], w0,
+                                              d, domain),
+      in_axes=(0, 0, 0, 0, 0 if per_cell_adversary else None))(
+          b1, b2, radius, c, w0)
+
+  def one(carry, g, t, b1, b2, r, c, h):
+    learner, theory = learner_of(b1, b2, r, c)
+    return _round(learner, theory, carry, g, t, b1, r, domain, h, False)[0]
+
+  h_axis = None if horizon is None else 0
+
+  def body(carry, t):
+    if tick:
+      grid_progress.report_rounds(t, T)
+    k = jax.random.fold_in(key, t)
+    if per_cell_adversary:
+      g = jax.vmap(lambda a: a.gradient(t, k, d))(adversary)
+    else:
+      g = adversary.gradient(t, k, d)
+    carry = jax.vmap(one, in_axes=(0, 0 if per_cell_adversary else None, None,
+                                   0, 0, 0, 0, h_axis))(
+                                       carry, g, t, b1, b2, radius, c, horizon)
+    return carry, None
+
+  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
+  (_, _, _, acc), _ = jax.lax.scan(body, carry0, ts)
+  zero_u = jnp.zeros((d,), _f32)
+  return jax.vmap(
+      lambda acc, r, b1, b2, c: _finish(acc, zero_u, r, Theory(b1, b2, c),
+                                        domain, d, None))(acc, radius, b1, b2, c)
 
 
 def _parallel_game(learner, adversary, key, discount, radius, u, theory,
@@ -516,13 +585,15 @@ def _parallel_game(learner, adversary, key, discount, radius, u, theory,
 
 
 def _play_impl(learner, adversary, key, discount, radius, u, theory, horizon,
-               *, T, d, domain, record, method):
+               *, T, d, domain, record, method, tick=False):
   adversary, discount, radius, u, theory, horizon = (
       jax.lax.optimization_barrier(
           (adversary, discount, radius, u, theory, horizon)))
-  run = _sequential if method == "sequential" else _parallel_game
-  return run(learner, adversary, key, discount, radius, u, theory, horizon,
-             T, d, domain, record)
+  if method == "sequential":
+    return _sequential(learner, adversary, key, discount, radius, u, theory,
+                       horizon, T, d, domain, record, tick)
+  return _parallel_game(learner, adversary, key, discount, radius, u, theory,
+                        horizon, T, d, domain, record)
 
 
 _play_jit = jax.jit(
@@ -630,7 +701,7 @@ def play(
 
 
 def _game_impl(b1, b2, radius, c, adversary, key, discount, u, horizon, *, T,
-               d, domain, record, method):
+               d, domain, record, method, tick=False):
   # Constants (Python floats in a user's jit) and arguments (an eager call, a
   # vmapped grid) must execute the same arithmetic: the barrier stops XLA from
   # folding the hyperparameters into the program, so that every way of
@@ -640,7 +711,22 @@ def _game_impl(b1, b2, radius, c, adversary, key, discount, u, horizon, *, T,
   learner = theory_learner(b1, b2, radius, c=c, domain=domain)
   return _play_impl(learner, adversary, key, discount, radius, u, theory,
                     horizon, T=T, d=d, domain=domain, record=record,
-                    method=method)
+                    method=method, tick=tick)
+
+
+def grid_cell_game(b1, b2, radius, c, adversary, key, horizon=None, *,
+                   T: int, d: int, domain: str = "box",
+                   method: str = "sequential") -> GameResult:
+  """:func:`game` as a grid cell (unchecked, traced arguments) with progress.
+
+  The same computation as :func:`game` with discount b1 and u = 0; it also
+  reports its rounds to the running grid's progress line
+  (:func:`ftrl_adam.grid.report_rounds`).  For the lab's runners.
+  """
+  return _game_impl(b1, b2, radius, c, adversary, key, b1,
+                    jnp.zeros((d,), _f32), horizon, T=T, d=d, domain=domain,
+                    record=False, method=method,
+                    tick=method == "sequential")
 
 
 _game_jit = jax.jit(

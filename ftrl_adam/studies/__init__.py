@@ -12,13 +12,14 @@ win on *your* model once the learning rate is tuned?  docs/theory.md section 6.
 * training (:mod:`ftrl_adam.studies.train`): :func:`train`, one whole run
   under ``lax.scan`` with ``ftrl_adam`` + ``ema_params``, a pure function of
   float32 hyperparameters and a seed, vmappable bit for bit;
-* studies (:mod:`ftrl_adam.studies.study`): :func:`run_study` - the table
-  b1 x b2 x lr x seed through :func:`ftrl_adam.grid.run_grid` (vmapped,
-  sharded over devices, resumable), the learning rate tuned per (b1, b2),
-  tidy CSVs, a JSON, heatmaps with b2 = b1 and b2 = b1**2 drawn, and the best
-  b2 per b1; :func:`single_run` reproduces one cell alone.
+* studies (:mod:`ftrl_adam.studies.study`): :func:`make_study` checks a study's
+  options (:data:`STUDY_OPTIONS`) and :func:`run_study` runs it with the
+  lab's runner (the same as the beta-grid's) - the table b1 x b2 x lr x seed
+  vmapped, sharded over devices and resumable, the learning rate tuned per
+  (b1, b2), tidy CSVs, a JSON, heatmaps with b2 = b1 and b2 = b1**2 drawn,
+  and the best b2 per b1; :func:`single_run` reproduces one cell alone.
 
-The command line is ``ftrl-adam study`` (:mod:`ftrl_adam.studies.cli`).
+The command line is ``ftrl-adam study``.
 
 Example:
   >>> from ftrl_adam import studies
@@ -29,8 +30,9 @@ Example:
   (8, 4)
 """
 
-from ftrl_adam.studies.study import DEFAULT_STUDY
 from ftrl_adam.studies.study import OG_AXIS
+from ftrl_adam.studies.study import STUDY_OPTIONS
+from ftrl_adam.studies.study import Study
 from ftrl_adam.studies.study import StudyResult
 from ftrl_adam.studies.study import TUNE_METRICS
 from ftrl_adam.studies.study import best_b2_per_b1
@@ -39,6 +41,7 @@ from ftrl_adam.studies.study import make_cell_fn
 from ftrl_adam.studies.study import run_study
 from ftrl_adam.studies.study import seed_axis
 from ftrl_adam.studies.study import single_run
+from ftrl_adam.studies.study import make_study
 from ftrl_adam.studies.study import study_table
 from ftrl_adam.studies.study import tune_learning_rate
 from ftrl_adam.studies.tasks import TASKS
@@ -54,8 +57,9 @@ from ftrl_adam.studies.train import metric_names
 from ftrl_adam.studies.train import train
 
 __all__ = (
-    "DEFAULT_STUDY",
     "OG_AXIS",
+    "STUDY_OPTIONS",
+    "Study",
     "TASKS",
     "TUNE_METRICS",
     "CharTransformer",
@@ -73,6 +77,7 @@ __all__ = (
     "run_study",
     "seed_axis",
     "single_run",
+    "make_study",
     "study_table",
     "task_options",
     "train",

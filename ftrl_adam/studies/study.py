@@ -10,19 +10,22 @@ b1, the best b2 next to b1 and b1**2 (docs/theory.md section 6: with the learnin
 rate tuned, Orvieto & Gower find b1 = b2 near-optimal; Nguyen reads the same
 runs as b1 / sqrt(b2) ~ 1, i.e. b2 ~ b1**2).
 
-Files written to ``out_dir`` (with the engine's ``manifest.json`` and chunk
-files, which make a second identical call resume):
+A study is an experiment of the lab's runner
+(:func:`ftrl_adam.lab.experiment.run_experiment`), like the beta-grid: the
+same results folder layout and resume protocol.  Files written to
+``out_dir``:
 
-* ``cells.csv``: one row per cell (b1, b2, lr, seed and every metric of
+* ``results.csv``: one row per cell (b1, b2, lr, seed and every metric of
   :func:`ftrl_adam.studies.train`);
 * ``tuned.csv``: one row per (b1, b2): for each tuned metric the chosen
   learning rate, the mean and standard deviation over seeds, and the number of
   diverged seeds;
-* ``study.json``: the configuration, versions, task facts and the summary;
+* ``run.json``: the configuration, versions, task facts, timings, summary;
 * ``heatmap_<metric>.png``: the tuned metric over (b1, b2), axes in log(1 - b),
   with the lines b2 = b1 and b2 = b1**2; ``heatmap_lr.png``: the tuned
   learning rate;
-* ``summary.txt``: the printed summary.
+* ``summary.txt``: the printed summary;
+* ``grid_train/``: the engine's manifest and chunk files.
 
 References:
   Orvieto & Gower, *In Search of Adam's Secret Sauce*, 2025,
@@ -37,7 +40,6 @@ import dataclasses
 import functools
 import math
 import os
-import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
@@ -45,6 +47,9 @@ import numpy as np
 
 from ftrl_adam import _checks
 from ftrl_adam import grid
+from ftrl_adam.lab import experiment as _exp
+from ftrl_adam.lab import options as _opt
+from ftrl_adam.lab import report as _report
 from ftrl_adam.studies import tasks as tasks_lib
 from ftrl_adam.studies import train as train_lib
 from ftrl_adam.studies.tasks import Task
@@ -57,9 +62,32 @@ TUNE_METRICS = ("val_loss", "val_loss_ema", "best_val_loss",
 #: kappa in {2**-5, ..., 2**2} (docs/theory.md section 6), as a grid axis spec.
 OG_AXIS = "log1m:0.6:0.996875:8"
 
-#: The default study of ``ftrl-adam study`` (about a minute on 2 CPU cores).
-DEFAULT_STUDY = dict(task="digits", b1=OG_AXIS, b2=OG_AXIS, learning_rates=None,
-                     seeds=4, steps=None, chunk_size=64)
+#: The options of :func:`make_study` (and the flags of ``ftrl-adam study``); the
+#: defaults are the default study (digits, about a minute on 2 CPU cores).
+STUDY_OPTIONS: tuple[_opt.Option, ...] = (
+    _opt.Option("task", "digits", "the training task.",
+                choices=tuple(tasks_lib.TASKS)),
+    _opt.Option("b1", OG_AXIS, "b1 values in [0, 1): a list '0.9,0.99' or a "
+                "range 'log1m:lo:hi:n' (1-b log-spaced), 'lin:lo:hi:n'; the "
+                "default is the Orvieto & Gower grid 1 - {0.4, 0.2, ..., "
+                "0.003125}."),
+    _opt.Option("b2", OG_AXIS, "b2 values in [0, 1), as --b1."),
+    _opt.Option("learning_rates", None, "learning rates > 0, tuned per "
+                "(b1, b2): a list '1e-3,1e-2' or 'log:lo:hi:n'; default the "
+                "task's.", flag="--lrs"),
+    _opt.Option("seeds", "4", "a number of seeds n (0..n-1) or a list '3,7'."),
+    _opt.Option("steps", None, "training steps per run; default the task's.",
+                type=int),
+    _opt.Option("eval_every", None, "validation every this many steps; "
+                "default the task's.", type=int),
+    _opt.Option("ema_decay", None, "decay of the parameter EMA; default the "
+                "task's.", type=float),
+    _opt.Option("eps", 1e-8, "Adam's epsilon.", type=float),
+    _opt.Option("metric", "val_loss", "metric the learning rate is tuned on "
+                "and the summary ranks by.", choices=TUNE_METRICS),
+    _opt.Option("chunk_size", 64, "runs per compiled chunk (memory, resume "
+                "granularity).", type=int),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,19 +126,8 @@ class StudyResult:
 
 
 def _axis(name: str, values: Any, **range_kwargs) -> np.ndarray:
-  """A validated 1-D axis: a spec string or a list; never empty."""
-  try:
-    arr = grid.parse_axis(values) if isinstance(values, str) else np.atleast_1d(
-        np.asarray(values, dtype=np.float64))
-  except (ValueError, TypeError) as e:
-    raise ValueError(f"`{name}`: {e}") from e
-  if arr.ndim != 1 or arr.size == 0:
-    raise ValueError(
-        f"`{name}` must be a non-empty list of numbers (the grid would be "
-        f"empty); got {values!r}.")
-  if range_kwargs:
-    _checks.check_in_range(name, arr, **range_kwargs)
-  return arr
+  """A validated 1-D axis (duplicates refused): a spec string or a list."""
+  return np.asarray(_opt.axis(name, values, **range_kwargs), np.float64)
 
 
 def seed_axis(seeds: Any) -> np.ndarray:
@@ -121,22 +138,7 @@ def seed_axis(seeds: Any) -> np.ndarray:
     >>> studies.seed_axis(3).tolist(), studies.seed_axis("5,7").tolist()
     ([0, 1, 2], [5, 7])
   """
-  if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-    if seeds < 1:
-      raise ValueError(
-          f"`seeds` must be a number of seeds >= 1 or a non-empty list; got "
-          f"{seeds!r} (the grid would be empty).")
-    return grid.seeds(int(seeds))
-  if isinstance(seeds, str):
-    text = seeds.strip()
-    if text.isdigit():
-      return seed_axis(int(text))
-  arr = _axis("seeds", seeds)
-  if np.any(arr != np.round(arr)) or np.any(np.abs(arr) > 2**31 - 1):
-    raise ValueError(f"`seeds` must be integers (int32); got {arr.tolist()!r}.")
-  if len(np.unique(arr)) != len(arr):
-    raise ValueError(f"`seeds` must not repeat; got {arr.tolist()!r}.")
-  return arr.astype(np.int32)
+  return np.asarray(_opt.seeds(seeds), np.int64)
 
 
 def study_table(b1: Any, b2: Any, learning_rates: Any, seeds: Any
@@ -163,13 +165,9 @@ def study_table(b1: Any, b2: Any, learning_rates: Any, seeds: Any
     >>> len(t["b1"]), sorted(t)
     (8, ['b1', 'b2', 'lr', 'seed'])
   """
-  b1 = _axis("b1", b1, low=0.0, high=1.0)
-  b2 = _axis("b2", b2, low=0.0, high=1.0)
-  lrs = _axis("learning_rates", learning_rates, low=0.0, low_closed=False)
-  for name, arr in (("b1", b1), ("b2", b2), ("learning_rates", lrs)):
-    if len(np.unique(arr.astype(np.float32))) != len(arr):
-      raise ValueError(f"`{name}` must not repeat (in float32); got "
-                       f"{arr.tolist()!r}.")
+  b1 = _axis("b1", b1, low=0.0, high=1.0, low_closed=True)
+  b2 = _axis("b2", b2, low=0.0, high=1.0, low_closed=True)
+  lrs = _axis("learning_rates", learning_rates, low=0.0)
   return grid.product(b1=b1, b2=b2, lr=lrs, seed=seed_axis(seeds))
 
 
@@ -236,8 +234,9 @@ def single_run(task: Task, *, b1: float, b2: float, learning_rate: float,
 
 def _settings(task: Task, steps, eval_every, ema_decay):
   d = task.defaults
-  steps = train_lib._check_int("steps", d.steps if steps is None else steps)  # pylint: disable=protected-access
-  eval_every = train_lib._check_int(  # pylint: disable=protected-access
+  steps = _checks.check_positive_int(
+      "steps", d.steps if steps is None else steps)
+  eval_every = _checks.check_positive_int(
       "eval_every", d.eval_every if eval_every is None else eval_every)
   ema_decay = float(d.ema_decay if ema_decay is None else ema_decay)
   _checks.check_in_range("ema_decay", ema_decay, low=0.0, high=1.0,
@@ -257,6 +256,8 @@ def _group_mean(cells, metric, keys):
   uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
   inv = inv.reshape(-1)
   vals = np.asarray(cells[metric], np.float64)
+  if "diverged" in cells:   # a run that saw a non-finite loss or gradient
+    vals = np.where(np.asarray(cells["diverged"], bool), np.nan, vals)
   n = len(uniq)
   mean = np.full(n, np.inf)
   std = np.full(n, np.nan)
@@ -341,14 +342,12 @@ def tune_learning_rate(cells: Mapping[str, np.ndarray],
   return out
 
 
-def _log_gap(a: float, b: float) -> float:
-  """|log(1 - a) - log(1 - b)|: distance of two decays on the study's axis."""
-  return abs(math.log1p(-a) - math.log1p(-b))
-
-
 def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss"
                    ) -> list[dict[str, Any]]:
   """For each b1, the b2 with the lowest tuned ``metric``, next to b1 and b1**2.
+
+  The rows of :func:`ftrl_adam.lab.report.best_b2_per_b1` (the one summary of
+  every experiment) on the tuned table, with the tuned learning rate.
 
   Returns:
     One dict per b1 (ascending) with ``b1``, ``b1_squared``, ``best_b2``,
@@ -359,51 +358,28 @@ def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss"
     (the best b2 is the smallest or largest b2 of a grid of more than two:
     the optimum may lie outside the grid).
   """
-  rows = []
-  b1s = np.unique(tuned["b1"])
-  for b1 in b1s:
-    sel = tuned["b1"] == b1
-    b2s, vals = tuned["b2"][sel], np.asarray(tuned[metric][sel], np.float64)
-    lrs = tuned[f"lr_{metric}"][sel]
-    eq = np.flatnonzero(b2s == b1)
-    row = {"b1": float(b1), "b1_squared": float(b1) ** 2,
-           "value_at_b2_eq_b1": float(vals[eq[0]]) if len(eq) else math.nan}
-    if np.any(np.isfinite(vals)):
-      i = int(np.nanargmin(np.where(np.isfinite(vals), vals, np.nan)))
-      best = float(b2s[i])
-      near = ("b1" if _log_gap(best, float(b1)) <= _log_gap(best, float(b1) ** 2)
-              else "b1^2")
-      edge = len(b2s) > 2 and best in (float(b2s.min()), float(b2s.max()))
-      row.update(best_b2=best, lr=float(lrs[i]), value=float(vals[i]),
-                 ratio=float(b1) / math.sqrt(best) if best > 0 else math.inf,
-                 nearer=near, b2_at_edge=bool(edge))
-    else:
-      row.update(best_b2=math.nan, lr=math.nan, value=math.nan,
-                 ratio=math.nan, nearer="-", b2_at_edge=False)
-    rows.append(row)
+  rows = _report.best_b2_per_b1(tuned, metric)
+  _, _, lrs = grid.pivot(tuned, f"lr_{metric}")
+  xs, ys, _ = grid.pivot(tuned, metric)
+  for j, r in enumerate(rows):
+    i = np.flatnonzero(ys == np.float32(r["best_b2"])) if math.isfinite(
+        r["best_b2"]) else []
+    r.update(lr=float(lrs[i[0], j]) if len(i) else math.nan, value=r["best"],
+             value_at_b2_eq_b1=r["at_b2_eq_b1"], b2_at_edge=r["at_edge"])
   return rows
 
 
 def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
                    title: str = "") -> str:
   """The summary table printed by :func:`run_study` (one line per b1)."""
-  lines = []
-  if title:
-    lines.append(title)
+  lines = [title] if title else []
   lines.append(f"best b2 for each b1 ({metric}, learning rate tuned per "
                f"(b1, b2), mean over seeds):")
-  head = (f"{'b1':>9} {'b1^2':>9} {'best b2':>9} {'nearer':>6} "
-          f"{'b1/sqrt(b2)':>11} {'lr':>9} {metric:>12} {'at b2=b1':>12}")
-  lines += [head, "-" * len(head)]
-  for r in rows:
-    mark = "*" if r.get("b2_at_edge") else " "
-    lines.append(
-        f"{r['b1']:>9.6g} {r['b1_squared']:>9.6g} {r['best_b2']:>8.6g}{mark} "
-        f"{r['nearer']:>6} {r['ratio']:>11.4f} {r['lr']:>9.3g} "
-        f"{r['value']:>12.5g} {r['value_at_b2_eq_b1']:>12.5g}")
-  if any(r.get("b2_at_edge") for r in rows):
-    lines.append("* best b2 on the edge of the b2 grid: the optimum may lie "
-                 "beyond it.")
+  lines += _report.format_rows(rows, metric, [
+      ("nearer", lambda r: r["nearer"]),
+      ("b1/sqrt(b2)", lambda r: _report.fmt(r["ratio"])),
+      ("lr", lambda r: _report.fmt(r["lr"])),
+      (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"]))])
   finite = [r for r in rows if math.isfinite(r["value"])]
   if finite:
     n_b1 = sum(r["nearer"] == "b1" for r in finite)
@@ -412,14 +388,178 @@ def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
         f"{len(finite)} b1 values.")
     best = min(finite, key=lambda r: r["value"])
     lines.append(
-        f"overall best: b1={best['b1']:.6g}, b2={best['best_b2']:.6g}, "
-        f"lr={best['lr']:.3g}, {metric}={best['value']:.5g}")
+        f"overall best (no seed diverged): b1={best['b1']:.6g}, "
+        f"b2={best['best_b2']:.6g}, lr={best['lr']:.3g}, "
+        f"{metric}={best['value']:.5g}")
   return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------
-# The study.
+# The study as an experiment.
 # ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  """A checked training study (build it with :func:`make_study`): an experiment.
+
+  Attributes:
+    task: the :class:`~ftrl_adam.studies.Task`.
+    b1: the b1 axis.
+    b2: the b2 axis.
+    learning_rates: the learning-rate axis.
+    seeds: the seeds.
+    steps: training steps per run.
+    eval_every: steps between evaluations.
+    ema_decay: decay of the parameter EMA.
+    eps: Adam's epsilon.
+    metric: the metric the summary ranks by.
+    chunk_size: runs per compiled chunk.
+  """
+
+  task: Task
+  b1: tuple[float, ...]
+  b2: tuple[float, ...]
+  learning_rates: tuple[float, ...]
+  seeds: tuple[int, ...]
+  steps: int
+  eval_every: int
+  ema_decay: float
+  eps: float
+  metric: str
+  chunk_size: int
+
+  FORMAT = "ftrl_adam.studies.study"
+  WHAT = "study"
+  FIGURE_PREFIXES = ("heatmap_",)
+  EXTRA_TABLES = ("tuned",)
+
+  @property
+  def n_runs(self) -> int:
+    return (len(self.b1) * len(self.b2) * len(self.learning_rates)
+            * len(self.seeds))
+
+  def table(self) -> dict[str, np.ndarray]:
+    return study_table(self.b1, self.b2, self.learning_rates, self.seeds)
+
+  def config(self) -> dict[str, Any]:
+    return {
+        "study": "ftrl_adam.studies.run_study",
+        "task": self.task.name,
+        "task_info": dict(self.task.info),
+        "num_params": self.task.num_params(),
+        "optimizer": "optax.chain(ftrl_adam(lr, b1, b2, eps), "
+                     "ema_params(ema_decay))",
+        "steps": self.steps, "eval_every": self.eval_every,
+        "ema_decay": self.ema_decay, "eps": self.eps,
+        "axes": {"b1": list(self.b1), "b2": list(self.b2),
+                 "lr": list(self.learning_rates), "seed": list(self.seeds)},
+        "metric": self.metric, "chunk_size": self.chunk_size,
+        "lr_tuning": "per (b1, b2): the lr with the lowest mean over seeds, "
+                     "never one where a seed diverged (Orvieto & Gower 2025)",
+    }
+
+  def size(self) -> _exp.Size:
+    n = self.n_runs
+    params = float(self.task.num_params())
+    return _exp.Size(
+        cells=n, work=float(n) * self.steps, unit="training steps",
+        host_bytes=float(n) * 400.0,
+        chunk_bytes=float(min(self.chunk_size, n)) * params * 4.0 * 8.0,
+        rate=0.0, too_big_hint="use fewer values of --b1, --b2, --lrs or "
+                               "--seeds")
+
+  def parts(self) -> list[_exp.Part]:
+    cell_fn = make_cell_fn(self.task, steps=self.steps,
+                           eval_every=self.eval_every,
+                           ema_decay=self.ema_decay, eps=self.eps)
+    return [_exp.Part(name="train", n_cells=self.n_runs, table=self.table,
+                      cell_fn=cell_fn, config=self.config(),
+                      chunk_size=self.chunk_size,
+                      work_per_cell=float(self.steps))]
+
+  def assemble(self, results) -> dict[str, np.ndarray]:
+    return dict(results[0][1])
+
+  def csv_columns(self, table):
+    return [k for k, v in table.items() if np.ndim(v) == 1]
+
+  def extra_tables(self, table) -> dict[str, dict[str, np.ndarray]]:
+    return {"tuned": tune_learning_rate(table)}
+
+  def summarize(self, table, extra) -> list[dict[str, Any]]:
+    return best_b2_per_b1(extra["tuned"], self.metric)
+
+  def format_summary(self, result: _exp.ExperimentResult) -> str:
+    metric = self.metric
+    title = (f"study: {self.task.name} "
+             f"({self.task.info.get('description', '')}), {self.n_runs} runs "
+             f"of {self.steps} steps in {_exp.result_seconds_line(result)} on "
+             f"{jax.device_count()} x {jax.devices()[0].device_kind}")
+    text = format_summary(result.summary, metric, title)
+    if not metric.endswith("_ema"):
+      text += "\n\n" + format_summary(
+          best_b2_per_b1(result.extra["tuned"], _ema_of(metric)),
+          _ema_of(metric))
+    cells = result.table
+    n_div = int(np.sum(np.asarray(cells["diverged"])))
+    if n_div:
+      text += (f"\n{n_div} of {self.n_runs} runs diverged (a non-finite "
+               f"gradient or loss); no learning rate where a seed diverged "
+               f"is ever chosen.")
+    return text
+
+  def figures(self, result: _exp.ExperimentResult, out: str) -> dict[str, str]:
+    tuned = result.extra["tuned"]
+    n_b = max(len(self.b1), len(self.b2))
+    return _heatmaps(tuned, out, list(dict.fromkeys(
+        [self.metric, _ema_of(self.metric)])), self.task.name,
+        annotate=n_b <= 10)
+
+
+def make_study(task: Task | str = "digits", *,
+          task_options: Optional[Mapping[str, Any]] = None,
+          **options: Any) -> Study:
+  """Checks a training study's options and returns its :class:`Study`.
+
+  Nothing is compiled; every option has the default of ``ftrl-adam study``
+  (:data:`STUDY_OPTIONS`).  A bad value raises a ``ValueError`` naming it.
+
+  Args:
+    task: a :class:`~ftrl_adam.studies.Task` or a built-in name.
+    task_options: keyword arguments of the built-in task (by name only).
+    **options: ``b1``, ``b2`` (in [0, 1)), ``learning_rates`` (> 0; default
+      the task's), ``seeds``, ``steps``, ``eval_every``, ``ema_decay``,
+      ``eps``, ``metric``, ``chunk_size``.
+
+  Returns:
+    A :class:`Study`.
+  """
+  o = _opt.fill([x for x in STUDY_OPTIONS if x.name != "task"], options,
+                "make_study")
+  if isinstance(task, str):
+    task = tasks_lib.make_task(task, **dict(task_options or {}))
+  elif not isinstance(task, Task):
+    raise ValueError(
+        f"`task` must be a Task or one of {', '.join(map(repr, tasks_lib.TASKS))}"
+        f"; got {task!r}.")
+  elif task_options:
+    raise ValueError("`task_options` only applies to a task given by name.")
+  _checks.check_choice("metric", o["metric"], TUNE_METRICS)
+  lrs = (task.defaults.learning_rates if o["learning_rates"] is None
+         else o["learning_rates"])
+  table = study_table(o["b1"], o["b2"], lrs, o["seeds"])
+  steps, eval_every, ema_decay = _settings(task, o["steps"], o["eval_every"],
+                                           o["ema_decay"])
+  _checks.check_in_range("eps", o["eps"], low=0.0)
+  chunk = _checks.check_positive_int("chunk_size", o["chunk_size"])
+  return Study(
+      task=task, b1=tuple(np.unique(table["b1"]).tolist()),
+      b2=tuple(np.unique(table["b2"]).tolist()),
+      learning_rates=tuple(np.unique(table["lr"]).tolist()),
+      seeds=tuple(int(s) for s in dict.fromkeys(table["seed"].tolist())),
+      steps=steps, eval_every=eval_every, ema_decay=ema_decay,
+      eps=float(o["eps"]), metric=o["metric"], chunk_size=chunk)
 
 
 def _heatmaps(tuned, out_dir, metrics, task_name, annotate):
@@ -429,99 +569,102 @@ def _heatmaps(tuned, out_dir, metrics, task_name, annotate):
   the finite values, so a few diverging (b1, b2) do not wash out the rest;
   the numbers written in the cells are the true ones.
   """
-  import io  # pylint: disable=import-outside-toplevel
-
-  from ftrl_adam import _grid_io  # pylint: disable=import-outside-toplevel
   from ftrl_adam import plots  # pylint: disable=import-outside-toplevel
 
-  def save(fig, path, values=None):
-    if values is not None:
-      v = np.asarray(values, np.float64)
-      v = v[np.isfinite(v) & (v > 0)]
-      if v.size >= 2:
-        lo, hi = float(v.min()), float(np.quantile(v, 0.9))
-        if hi > lo:
-          fig.axes[0].collections[0].set_clim(lo, hi)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    _grid_io.atomic_write_bytes(path, buf.getvalue())
+  def capped(values):
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size >= 2 and np.quantile(v, 0.9) > v.min():
+      return float(v.min()), float(np.quantile(v, 0.9))
+    return None
 
   files = {}
   overlays = ["b2=b1", "b2=b1^2"]
   for metric in metrics:
     path = os.path.join(out_dir, f"heatmap_{metric}.png")
-    fig = plots.heatmap(
+    plots.heatmap(
         tuned, metric, log_one_minus=True, log_value=True, overlays=overlays,
-        annotate=annotate,
+        annotate=annotate, color_range=capped(tuned[metric]), path=path,
+        label=f"{metric} at the tuned lr (mean over seeds)",
         title=f"{task_name}: {metric}, lr tuned per cell, mean over seeds")
-    save(fig, path, tuned[metric])
     files[f"heatmap_{metric}"] = path
-  lr_metric = f"lr_{metrics[0]}"
   path = os.path.join(out_dir, "heatmap_lr.png")
-  fig = plots.heatmap(tuned, lr_metric, log_one_minus=True, log_value=True,
-                      overlays=overlays, annotate=annotate,
-                      title=f"{task_name}: learning rate tuned for "
-                            f"{metrics[0]}")
-  save(fig, path)
+  plots.heatmap(tuned, f"lr_{metrics[0]}", log_one_minus=True, log_value=True,
+                overlays=overlays, annotate=annotate, path=path,
+                label="tuned learning rate",
+                title=f"{task_name}: learning rate tuned for {metrics[0]}")
   files["heatmap_lr"] = path
   return files
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+  """What :func:`run_study` returns.
+
+  Attributes:
+    cells: the tidy table, one entry per run: ``b1, b2, lr, seed`` and every
+      metric of :func:`ftrl_adam.studies.train` (``results.csv``).
+    tuned: one entry per (b1, b2) (:func:`tune_learning_rate`, ``tuned.csv``).
+    best_b2: one dict per b1 (see :func:`best_b2_per_b1`).
+    summary: the printed summary text.
+    config: the study's configuration (as written to ``run.json``).
+    files: paths written (empty without ``out_dir``).
+    seconds: wall time of the run (compilation included).
+  """
+
+  cells: dict[str, np.ndarray]
+  tuned: dict[str, np.ndarray]
+  best_b2: list[dict[str, Any]]
+  summary: str
+  config: dict[str, Any]
+  files: dict[str, str]
+  seconds: float
 
 
 def run_study(
     task: Task | str = "digits",
     *,
-    b1: Any = OG_AXIS,
-    b2: Any = OG_AXIS,
-    learning_rates: Any = None,
-    seeds: Any = 4,
-    steps: Optional[int] = None,
-    eval_every: Optional[int] = None,
-    ema_decay: Optional[float] = None,
-    eps: float = 1e-8,
-    metric: str = "val_loss",
-    chunk_size: int = 64,
     out_dir: Optional[str | os.PathLike] = None,
     progress: bool = True,
     overwrite: bool = False,
     plots: bool = True,
     task_options: Optional[Mapping[str, Any]] = None,
     verbose: bool = True,
+    reproducible: bool = True,
+    **options: Any,
 ) -> StudyResult:
   r"""Trains ``task`` over b1 x b2 x learning rates x seeds; tunes lr per (b1, b2).
 
-  Every cell is :func:`ftrl_adam.studies.train` (FTRL-Adam + EMA of the
-  parameters, the whole loop under ``lax.scan``); the grid engine vmaps it over
-  chunks of ``chunk_size`` cells, sharded over all devices, with one
-  compilation, and (with ``out_dir``) writes each chunk so that the same call
-  resumes an interrupted study.  Then the learning rate is tuned per (b1, b2)
-  for each metric of :data:`TUNE_METRICS` (:func:`tune_learning_rate`) and the
-  best b2 of each b1 is reported next to b1 and b1**2 (:func:`best_b2_per_b1`).
+  :func:`make_study` checks the options, then the lab's runner
+  (:func:`ftrl_adam.lab.experiment.run_experiment`) trains every cell -
+  :func:`ftrl_adam.studies.train`, FTRL-Adam + EMA of the parameters, the
+  whole loop under ``lax.scan`` - vmapped over chunks of ``chunk_size``
+  cells, sharded over all devices, one compilation, and (with ``out_dir``)
+  resumable.  Then the learning rate is tuned per (b1, b2) for each metric of
+  :data:`TUNE_METRICS` (:func:`tune_learning_rate`; never a learning rate at
+  which a seed diverged) and the best b2 of each b1 is reported next to b1
+  and b1**2 (:func:`best_b2_per_b1`).
 
   Args:
     task: a :class:`~ftrl_adam.studies.Task` or a built-in name
       (``"digits"``, ``"charlm"``, ``"quadratic"``, ``"rosenbrock"``).
-    b1: values in [0, 1), a list or a grid axis spec; default the grid of
-      Orvieto & Gower, 1 - b in {0.4, 0.2, ..., 0.003125} (:data:`OG_AXIS`).
-    b2: values in [0, 1), as ``b1`` (same default).
-    learning_rates: values > 0 (list or spec); default the task's.
-    seeds: number of seeds (0..n-1), or a list of seeds.
-    steps: training steps; default the task's.
-    eval_every: steps between validation evaluations; default the task's.
-    ema_decay: decay of ``ema_params``; default the task's.
-    eps: Adam's epsilon.
-    metric: the metric the summary ranks by, one of :data:`TUNE_METRICS`.
-    chunk_size: cells per compiled chunk (memory bound, resume granularity).
-    out_dir: results folder (resumable); nothing is written without it.
-      The run's fingerprint holds the task's ``name`` and ``info`` and the
-      settings: for your own :class:`~ftrl_adam.studies.Task`, put in ``info``
-      what identifies its model and data, so that a changed task is never
-      resumed from old results.
-    progress: the engine's progress line per chunk (stderr).
+    out_dir: results folder (resumable); nothing is written without it.  The
+      fingerprint holds the task's ``name`` and ``info`` (for
+      :func:`~ftrl_adam.studies.flax_task`: a hash of the model, the loss and
+      the data) and the settings.
+    progress: the runner's size line and progress lines (stderr).
     overwrite: start ``out_dir`` afresh instead of resuming.
     plots: write the heatmaps (needs ``out_dir``).
     task_options: keyword arguments of the built-in task when ``task`` is a
       name.
     verbose: print the summary.
+    reproducible: compile with :func:`ftrl_adam.grid.compiler_options`, so
+      that every cell equals :func:`single_run` bit for bit (default True);
+      False: XLA's default options, equal to float32 rounding.
+    **options: the options of :func:`make_study`: ``b1``, ``b2`` (default the grid
+      of Orvieto & Gower, :data:`OG_AXIS`), ``learning_rates``, ``seeds``,
+      ``steps``, ``eval_every``, ``ema_decay``, ``eps``, ``metric``,
+      ``chunk_size``.
 
   Returns:
     A :class:`StudyResult`.
@@ -531,89 +674,18 @@ def run_study(
       rate <= 0, a bad setting or metric - all before anything is compiled.
     ftrl_adam.grid.ResultsFolderError: an ``out_dir`` of another run.
   """
-  _checks.check_choice("metric", metric, TUNE_METRICS)
-  if isinstance(task, str):
-    task = tasks_lib.make_task(task, **dict(task_options or {}))
-  elif not isinstance(task, Task):
-    raise ValueError(
-        f"`task` must be a Task or one of {', '.join(map(repr, tasks_lib.TASKS))}"
-        f"; got {task!r}.")
-  elif task_options:
-    raise ValueError("`task_options` only applies to a task given by name.")
-  lrs = task.defaults.learning_rates if learning_rates is None else learning_rates
-  table = study_table(b1, b2, lrs, seeds)
-  steps, eval_every, ema_decay = _settings(task, steps, eval_every, ema_decay)
-  _checks.check_in_range("eps", eps, low=0.0)
-  if plots and out_dir is None:
-    plots = False
-  cell_fn = make_cell_fn(task, steps=steps, eval_every=eval_every,
-                         ema_decay=ema_decay, eps=float(eps))
-
-  config = {
-      "study": "ftrl_adam.studies.run_study",
-      "task": task.name,
-      "task_info": dict(task.info),
-      "num_params": task.num_params(),
-      "optimizer": "optax.chain(ftrl_adam(lr, b1, b2, eps), "
-                   "ema_params(ema_decay))",
-      "steps": steps, "eval_every": eval_every, "ema_decay": ema_decay,
-      "eps": float(eps),
-      "axes": {"b1": np.unique(table["b1"]).tolist(),
-               "b2": np.unique(table["b2"]).tolist(),
-               "lr": np.unique(table["lr"]).tolist(),
-               "seed": np.unique(table["seed"]).tolist()},
-      "metric": metric,
-      "lr_tuning": "per (b1, b2): the lr with the lowest mean over seeds "
-                   "(Orvieto & Gower 2025)",
-  }
-  files: dict[str, str] = {}
-  if out_dir is not None:
-    out_dir = os.fspath(out_dir)
-  t0 = time.perf_counter()
-  cells = grid.run_grid(cell_fn, table, chunk_size=chunk_size, out_dir=out_dir,
-                        config=config, progress=progress, overwrite=overwrite)
-  seconds = time.perf_counter() - t0
-
-  tuned = tune_learning_rate(cells)
-  rows = best_b2_per_b1(tuned, metric)
-  rows_ema = best_b2_per_b1(tuned, f"{metric}_ema" if not metric.endswith(
-      "_ema") else metric)
-  n_cells = len(cells["b1"])
-  title = (f"study: {task.name} ({task.info.get('description', '')}), "
-           f"{n_cells} runs of {steps} steps in {seconds:.1f} s on "
-           f"{jax.device_count()} x {jax.devices()[0].device_kind}")
-  summary = format_summary(rows, metric, title)
-  if not metric.endswith("_ema"):
-    summary += "\n\n" + format_summary(rows_ema, f"{metric}_ema")
-  n_div = int(np.sum(np.asarray(cells["diverged"])))
-  if n_div:
-    summary += f"\n{n_div} of {n_cells} runs diverged (non-finite loss)."
-  is_writer = jax.process_index() == 0  # multi-host: process 0 writes
-  if verbose and is_writer:
-    print(summary)
-
-  if out_dir is not None and is_writer:
-    files["cells"] = os.path.join(out_dir, "cells.csv")
-    grid.write_csv(cells, files["cells"])
-    files["tuned"] = os.path.join(out_dir, "tuned.csv")
-    grid.write_csv(tuned, files["tuned"])
-    if plots:
-      n_b = max(len(np.unique(tuned["b1"])), len(np.unique(tuned["b2"])))
-      files.update(_heatmaps(tuned, out_dir,
-                             list(dict.fromkeys([metric, _ema_of(metric)])),
-                             task.name, annotate=n_b <= 10))
-    files["summary"] = os.path.join(out_dir, "summary.txt")
-    from ftrl_adam import _grid_io  # pylint: disable=import-outside-toplevel
-    _grid_io.atomic_write_text(files["summary"], summary + "\n")
-    files["json"] = os.path.join(out_dir, "study.json")
-    grid.write_json(files["json"], config=config, table=cells, extra={
-        "seconds": seconds, "chunk_size": chunk_size,
-        "best_b2_per_b1": rows,
-        "best_b2_per_b1_ema": rows_ema if not metric.endswith("_ema") else [],
-        "diverged_runs": n_div,
-        "files": {k: os.path.basename(v) for k, v in files.items()}})
-  return StudyResult(cells=cells, tuned=tuned, best_b2=rows, summary=summary,
-                     config=config, files=files, seconds=seconds)
+  spec = make_study(task, task_options=task_options, **options)
+  res = _exp.run_experiment(spec, out_dir=out_dir, progress=progress,
+                            overwrite=overwrite,
+                            plots=plots and out_dir is not None,
+                            reproducible=reproducible)
+  text = res.text
+  if verbose and jax.process_index() == 0:
+    print(text)
+  return StudyResult(cells=res.table, tuned=res.extra["tuned"],
+                     best_b2=res.summary, summary=text,
+                     config={**spec.config(), "reproducible": reproducible},
+                     files=res.files, seconds=res.seconds["wall"])
 
 
 def _ema_of(metric: str) -> str:

@@ -113,7 +113,7 @@ def train(
     ``best_val_loss_ema`` (minimum over the evaluations, +inf if none is
     finite) and the steps where they were reached, ``train_loss`` (mean
     training loss over the last ``eval_every`` steps), ``diverged`` (a
-    non-finite training or validation loss), and for tasks with an accuracy
+    non-finite gradient, training loss or validation loss at any step), and for tasks with an accuracy
     ``val_acc``, ``val_acc_ema``, ``best_val_acc``, ``best_val_acc_ema``.
 
   Raises:
@@ -156,6 +156,11 @@ def train(
         task.train_batch(jax.random.fold_in(k_data, step), step))
     loss, grads = jax.value_and_grad(task.loss)(params, batch)
     updates, opt_state = tx.update(grads, opt_state, params)
+    # A non-finite gradient marks the run diverged even if the loss stays
+    # finite (the update is non-finite too, as in optax.adam).
+    grads_ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
+                                  for g in jax.tree.leaves(grads)]))
+    loss = jnp.where(grads_ok, loss, jnp.nan)
     return (optax.apply_updates(params, updates), opt_state), loss
 
   def evaluate(carry):
@@ -197,7 +202,7 @@ def train(
       best_step=at[i_best],
       best_step_ema=at[i_best_ema],
       train_loss=train_means[-1],
-      diverged=~(jnp.all(finite) & jnp.all(jnp.isfinite(evals[-1, :2]))),
+      diverged=~(jnp.all(finite) & jnp.all(jnp.isfinite(evals[:, :2]))),
   )
   if has_acc:
     out.update(

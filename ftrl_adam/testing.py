@@ -1,4 +1,7 @@
-r"""Float64 NumPy reference computations for small games (test oracles).
+r"""Test oracles: float64 references and closed forms for small games.
+
+Independent code paths that the package's tests (and yours) compare the regret
+lab against; none of it is used by the lab itself.
 
 The EMA form of Algorithm 1 is the implementation; the FTRL form on the scaled
 losses h_t = b1^{-t} g_t (docs/theory.md section 2, Algorithm 2 [D]) is an oracle for
@@ -16,11 +19,17 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ftrl_adam import _checks
+from ftrl_adam import ftrl as _ftrl
 
-DOMAINS = ("box", "ball")
+DOMAINS = _ftrl.DOMAINS
+
+__all__ = ("discounted_regret", "ftrl_plays", "scaled_ftrl_regret",
+           "switch_eta", "switch_pre_clip_play")
 
 # b1**-T must stay well inside float64 (max ~ 1.8e308 = e**709.8).
 _MAX_LOG_SCALE = 600.0
@@ -184,3 +193,99 @@ def ftrl_plays(
     return np.clip(x, -radius, radius)
   norm = np.linalg.norm(x, axis=1, keepdims=True)
   return x * np.minimum(1.0, radius / np.where(norm > 0, norm, 1.0))
+
+
+# ---------------------------------------------------------------------------
+# Closed forms of the switch sequence D5 (float32, traceable).
+# ---------------------------------------------------------------------------
+
+_f32 = jnp.float32
+
+
+def _a(x: Any) -> jax.Array:
+  return jnp.asarray(x, _f32)
+
+
+def switch_eta(t: Any, *, c: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
+  r"""Closed form of the FTRL rate eta_t on the switch sequence [D].
+
+  With n = t - 1 gradients seen, all of magnitude G,
+  V_n = G^2 (1 - b2^n) / (1 - b2) and
+
+  .. math:: \eta_t = \frac{c\, b_1^{n} \sqrt{1-b_2}}{G \sqrt{1 - b_2^{n}}}
+
+  (+inf at t = 1).  Holds for any sequence with |g_t| = G, in particular
+  D5 and D6.
+
+  Args:
+    t: round index (int, array), t >= 1.
+    c: the constant of Algorithm 1.
+    G: the gradient magnitude.
+    b1: the learner's decays.
+    b2: as ``b1``.
+
+  Returns:
+    float32 array shaped like ``t``.
+
+  Example:
+    >>> from ftrl_adam import testing
+    >>> round(float(testing.switch_eta(2, c=1.0, G=1.0, b1=0.9, b2=0.99)), 4)
+    0.9
+  """
+  b1, b2, c, G = _a(b1), _a(b2), _a(c), _a(G)
+  n = jnp.asarray(t).astype(_f32) - 1.0
+  den = G * jnp.sqrt(1.0 - b2 ** n)
+  num = c * b1 ** n * jnp.sqrt(1.0 - b2)
+  return jnp.where(n > 0, num / jnp.where(n > 0, den, 1.0), jnp.inf)
+
+
+def switch_pre_clip_play(
+    t: Any, *, c: Any, b1: Any, b2: Any, L: Any,
+) -> jax.Array:
+  r"""Closed form of the unclipped play x~_t = -eta_t H_{t-1} on the switch sequence [D].
+
+  With n = t - 1, for n <= L (the alternating phase g_s = G (-1)^s):
+
+  .. math:: \tilde x_t = -\frac{c\sqrt{1-b_2}}{\sqrt{1-b_2^n}}
+            \frac{(-1)^n - b_1^n}{1 + b_1},
+
+  and for n = L + j (j rounds of -G):
+
+  .. math:: \tilde x_t = \frac{c\sqrt{1-b_2}}{\sqrt{1-b_2^n}}\Big[
+            \frac{1 - b_1^j}{1 - b_1} - b_1^j\frac{(-1)^L - b_1^L}{1+b_1}\Big].
+
+  It is independent of G; x~_1 = 0.  The played update of Algorithm 1 is
+  ``clip(x~_t, -D, D)``.
+
+  Args:
+    t: round index (int, array), t >= 1.
+    c: the constant of Algorithm 1.
+    b1: the learner's decays.
+    b2: as ``b1``.
+    L: length of the alternating phase (:func:`switch_lengths`).
+
+  Returns:
+    float32 array shaped like ``t``.
+
+  Example:
+    >>> from ftrl_adam import testing
+    >>> round(float(testing.switch_pre_clip_play(2, c=1.0, b1=0.5, b2=0.75, L=4)), 4)
+    1.0
+  """
+  b1, b2, c = _a(b1), _a(b2), _a(c)
+  t = jnp.asarray(t)
+  n_int = t.astype(jnp.int32) - 1
+  n = n_int.astype(_f32)
+  big_l = jnp.asarray(L).astype(jnp.int32)
+  lf = big_l.astype(_f32)
+  safe_n = jnp.where(n > 0, n, 1.0)
+  scale = c * jnp.sqrt(1.0 - b2) / jnp.sqrt(1.0 - b2 ** safe_n)
+  sign_n = jnp.where(n_int % 2 == 0, 1.0, -1.0)
+  sign_l = jnp.where(big_l % 2 == 0, 1.0, -1.0)
+  first = -scale * (sign_n - b1 ** n) / (1.0 + b1)
+  j = n - lf
+  b1j = b1 ** jnp.maximum(j, 0.0)
+  second = scale * ((1.0 - b1j) / (1.0 - b1)
+                    - b1j * (sign_l - b1 ** lf) / (1.0 + b1))
+  out = jnp.where(n_int <= big_l, first, second)
+  return jnp.where(n > 0, out, 0.0)

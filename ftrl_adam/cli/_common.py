@@ -1,0 +1,139 @@
+"""What the ``ftrl-adam`` subcommands share (private): options and errors.
+
+* :func:`add_spec_options` builds a subcommand's flags from an experiment's
+  option list (:class:`ftrl_adam.lab.options.Option`), so that names,
+  defaults and help are written once, in the spec;
+* :func:`add_output_options` and :func:`add_distributed_options`: ``--out``,
+  ``--overwrite``, ``--no-progress``, ``--no-plots`` and ``--distributed ...``,
+  defined once for every subcommand that runs an experiment;
+* :func:`run_guarded` turns what a user can cause into one line and an exit
+  status: a bad option (2, naming the flag), a results folder that cannot be
+  used, a grid too big for the machine, a file-system error (2, naming the
+  path), Ctrl-C (130, with how to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+from typing import Any, Callable, Optional, Sequence
+
+
+def add_spec_options(p: argparse.ArgumentParser, options: Sequence[Any],
+                     defaults: Optional[dict[str, Any]] = None) -> None:
+  """One flag per option; the default shown is ``defaults`` or the option's.
+
+  Every flag's argparse default is None, so that the command can tell a
+  given option from a default one (``--quick`` overrides only the latter).
+  """
+  group = p.add_argument_group("options of the experiment")
+  for o in options:
+    if not o.cli:
+      continue
+    shown = (defaults or {}).get(o.name, o.default)
+    text = o.help + ("" if shown is None else f" Default: {shown}.")
+    group.add_argument(o.cli_flag, dest=o.name, default=None, type=o.type,
+                       choices=o.choices, help=text.replace("%", "%%"),
+                       metavar=None if o.choices else o.name.upper())
+
+
+def given(args: argparse.Namespace, options: Sequence[Any]) -> dict[str, Any]:
+  """The options given on the command line, by name."""
+  return {o.name: getattr(args, o.name) for o in options
+          if o.cli and getattr(args, o.name, None) is not None}
+
+
+def add_output_options(p: argparse.ArgumentParser, default_out: str,
+                       what: str) -> None:
+  """--out, --overwrite, --no-progress, --no-plots."""
+  out = p.add_argument_group("output")
+  out.add_argument("--out", default=None, metavar="DIR",
+                   help=f"results folder (resumable: the same command again "
+                        f"continues an interrupted run); default "
+                        f"{default_out}")
+  out.add_argument("--overwrite", action="store_true",
+                   help=f"discard the {what} results in --out and start again")
+  out.add_argument("--no-progress", action="store_true",
+                   help="no size and progress lines on stderr")
+  out.add_argument("--no-plots", action="store_true", help="skip the figures")
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+  """--distributed, --coordinator, --num-processes, --process-id."""
+  dist = p.add_argument_group(
+      "several hosts", "start one process per host, each with the same options")
+  dist.add_argument("--distributed", action="store_true",
+                    help="call jax.distributed.initialize() first; on Slurm, "
+                         "Open MPI or a TPU pod it finds the cluster itself, "
+                         "elsewhere give the next three options (or "
+                         "JAX_COORDINATOR_ADDRESS)")
+  dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                    help="address of process 0 (with --distributed)")
+  dist.add_argument("--num-processes", type=int, default=None,
+                    help="number of processes (with --distributed)")
+  dist.add_argument("--process-id", type=int, default=None,
+                    help="this process's index, 0..num-processes-1 (with "
+                         "--distributed)")
+
+
+def start_distributed(args: argparse.Namespace,
+                      parser: argparse.ArgumentParser) -> None:
+  """jax.distributed.initialize() for --distributed (before any JAX work)."""
+  kw = {k: v for k, v in (("coordinator_address", args.coordinator),
+                          ("num_processes", args.num_processes),
+                          ("process_id", args.process_id)) if v is not None}
+  if not args.distributed:
+    if kw:
+      parser.error("--coordinator, --num-processes and --process-id need "
+                   "--distributed")
+    return
+  if args.num_processes is not None and args.num_processes < 1:
+    parser.error(f"--num-processes must be >= 1, got {args.num_processes}")
+  if args.process_id is not None and not (
+      0 <= args.process_id < (args.num_processes or sys.maxsize)):
+    parser.error(f"--process-id must be in 0..num-processes-1, got "
+                 f"{args.process_id}")
+  import jax  # pylint: disable=import-outside-toplevel
+  try:
+    jax.distributed.initialize(**kw)
+  except (ValueError, RuntimeError) as e:
+    parser.error(f"--distributed: jax.distributed.initialize() failed: {e}")
+
+
+def error(parser: argparse.ArgumentParser, message: str, status: int = 2) -> int:
+  """Prints ``prog: error: message`` (one line) and returns ``status``."""
+  print(f"{parser.prog}: error: {message}", file=sys.stderr)
+  return status
+
+
+def _os_message(e: OSError, out: Optional[str]) -> str:
+  path = e.filename or out or "?"
+  if e.errno == errno.ENOSPC:
+    why = "the disk is full"
+  elif isinstance(e, PermissionError):
+    why = "permission denied"
+  else:
+    why = e.strerror or type(e).__name__
+  return (f"cannot write {path!r}: {why}. Choose another --out (finished "
+          f"chunks already written are kept and resumed).")
+
+
+def run_guarded(parser: argparse.ArgumentParser, run: Callable[[], int],
+                words: Callable[[str], str], out: Optional[str] = None) -> int:
+  """Runs ``run()``; what a user can cause becomes one line and a status."""
+  from ftrl_adam._grid_io import ResultsFolderError  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab.experiment import TooBigError  # pylint: disable=import-outside-toplevel
+  try:
+    return run()
+  except KeyboardInterrupt:
+    where = f" in {out}" if out else ""
+    print(f"\n{parser.prog}: interrupted. Finished chunks are kept{where}; "
+          f"run the same command again to resume.", file=sys.stderr)
+    return 130
+  except (ResultsFolderError, TooBigError) as e:
+    return error(parser, words(str(e)))
+  except OSError as e:
+    return error(parser, _os_message(e, out))
+  except ValueError as e:   # a bad option found while building the run
+    return error(parser, words(str(e)))

@@ -1,0 +1,33 @@
+"""``ftrl-adam bench step|grid|study``: the package's benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+  from ftrl_adam.bench import BENCHMARKS  # pylint: disable=import-outside-toplevel
+  p = sub.add_parser(
+      "bench", help="run a benchmark: a table naming the device, and a JSON",
+      description=("Run one of the package's benchmarks. Options after the "
+                   "name go to the benchmark: `ftrl-adam bench step --help` "
+                   "lists them. Results: a printed table naming the device and "
+                   "a JSON under --out (default ./bench-results; pass --out "
+                   "benchmarks/results in a checkout to refresh the committed "
+                   "results)."))
+  p.add_argument("benchmark", choices=BENCHMARKS,
+                 help="step: ftrl_adam vs optax.adam per step; grid: the "
+                      "beta-grid, per-cell loop vs shared-stream grid vs the "
+                      "previous per-cell grid; study: K training runs in one "
+                      "program vs K runs")
+  p.add_argument("bench_args", nargs=argparse.REMAINDER,
+                 help="options of the benchmark")
+  p.set_defaults(func=run, _parser=p)
+  return p
+
+
+def run(args: argparse.Namespace) -> int:
+  module = importlib.import_module(f"ftrl_adam.bench.{args.benchmark}")
+  return int(module.main(args.bench_args) or 0)
