@@ -6,6 +6,12 @@ projection of the update on ``[-D, D]^d`` (box) or on ``{x : ||x||_2 <= D}``
 (ball).  See docs/theory.md section 1.  Both are exact projections; "zero-safe" means
 that ``D = 0`` or a zero update gives a zero update, and that the gradient of the
 clipped update with respect to its input is finite there too.
+
+Complex updates are projections in C^n = R^2n: the box clips the real and the
+imaginary part of each coordinate to [-D, D], the ball bounds
+``sum |u_i|**2 <= D**2``.  Non-finite in, non-finite out: a NaN or inf
+coordinate is NaN after the box (the projection of an infinite step is not a
+step of size D), and a non-finite norm makes the whole ball projection NaN.
 """
 
 from __future__ import annotations
@@ -31,27 +37,49 @@ class ClipBallState(NamedTuple):
 
 
 def safe_norm(tree: Any) -> jax.Array:
-  """Global l2 norm of a pytree, in float32 at least, with gradient 0 at 0.
+  """Global l2 norm of a pytree (|u_i| for complex), float32 at least, gradient 0 at 0.
 
   ``sqrt`` has an infinite derivative at 0; the double ``where`` keeps both the
-  value and the gradient finite for an all-zero tree.
+  value and the gradient finite for an all-zero tree.  A NaN anywhere gives a
+  NaN norm, an inf an inf norm.
   """
-  sq = _numerics.tree_fixed_order_sum(tree, jnp.square)
+  sq = _numerics.tree_fixed_order_sum(tree, _numerics.abs_sq)
   positive = sq > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+  # Not positive: 0 (all zero) or NaN, returned as they are.
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), sq)
 
 
 def ball_scale(norm: jax.Array, radius: jax.Array) -> jax.Array:
-  """min(1, radius / norm), equal to 1 when norm = 0 (never NaN)."""
+  """min(1, radius / norm): 1 when norm = 0, NaN when norm is NaN or inf."""
   outside = norm > radius
-  return jnp.where(outside, radius / jnp.where(outside, norm, 1.0), 1.0)
+  scale = jnp.where(outside, radius / jnp.where(outside, norm, 1.0), 1.0)
+  return jnp.where(jnp.isfinite(norm), scale, jnp.nan)
+
+
+def _clip_real(u: jax.Array, radius: jax.Array) -> jax.Array:
+  """clip(u, -D, D), NaN where u is not finite."""
+  return jnp.where(jnp.isfinite(u), jnp.clip(u, -radius, radius), jnp.nan)
+
+
+def _clip_coordinates(u: jax.Array, radius: jax.Array) -> jax.Array:
+  """The projection on the box; real and imaginary parts for complex ``u``."""
+  if jnp.iscomplexobj(u):
+    clipped = jax.lax.complex(_clip_real(u.real, radius),
+                              _clip_real(u.imag, radius))
+  else:
+    clipped = _clip_real(u, radius)
+  return clipped.astype(u.dtype)
 
 
 def clip_box(radius: Any) -> optax.GradientTransformationExtraArgs:
   """Clips every coordinate of the update to ``[-radius, radius]``.
 
   This is the Euclidean projection on the box ``[-D, D]^d``, the per-coordinate
-  FTRL domain of Nguyen (2026), docs/theory.md section 1.
+  FTRL domain of Nguyen (2026), docs/theory.md section 1.  A complex
+  coordinate has its real and imaginary parts clipped: the box of
+  C^d = R^2d, which is also the exact FTRL argmin there, since a complex
+  coordinate's two real parts share one rate.  A NaN or inf coordinate gives
+  NaN.
 
   Args:
     radius: D >= 0, a float or a float32 array (it can be vmapped).
@@ -75,8 +103,7 @@ def clip_box(radius: Any) -> optax.GradientTransformationExtraArgs:
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     updates = jax.tree.map(
-        lambda u: None if u is None
-        else jnp.clip(u, -radius, radius).astype(u.dtype),
+        lambda u: None if u is None else _clip_coordinates(u, radius),
         updates, is_leaf=_is_none)
     return updates, state
 
@@ -88,6 +115,8 @@ def clip_ball(radius: Any) -> optax.GradientTransformationExtraArgs:
 
   ``u -> u * min(1, D / ||u||_2)`` with the norm taken over every leaf: the
   Euclidean projection on the ball, the FTRL domain of Ahn & Cutkosky (2024).
+  For complex leaves ``||u||_2**2 = sum |u_i|**2``: the ball of C^d = R^2d.
+  A NaN or inf anywhere makes every coordinate NaN.
 
   Args:
     radius: D >= 0, a float or a float32 array (it can be vmapped).

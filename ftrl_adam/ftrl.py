@@ -4,25 +4,45 @@ The learner of Nguyen (ALT 2026, arXiv:2510.03478), Algorithm 1, and of Ahn,
 Zhang, Kook & Dai (ICML 2024, arXiv:2402.01567): after seeing the gradient g_n
 it updates the (un-corrected) moments
 
-    m_n = b1 m_{n-1} + (1 - b1) g_n,      v_n = b2 v_{n-1} + (1 - b2) g_n**2,
+    m_n = b1 m_{n-1} + (1 - b1) g_n,      v_n = b2 v_{n-1} + (1 - b2) |g_n|**2,
 
 and plays the update
 
-    Delta_{n+1} = clip_D( -lr * k_n * m_n / (sqrt(v_n) + e_n) ).
+    Delta_{n+1} = clip_D( -lr_n * k_n * m_n / (sqrt(v_n + r_n) + e_n) ).
 
-``k_n`` and ``e_n`` implement the conventions of docs/theory.md section 2 (derived
-here [D]; verified against optax):
+``k_n``, ``e_n`` and ``r_n`` implement the conventions of docs/theory.md section 2
+(derived here [D]; verified against optax):
 
-| option | k_n | e_n |
-|---|---|---|
-| bias-corrected (default) | ``sqrt(1 - b2**n) / (1 - b1**n)`` | ``eps * sqrt(1 - b2**n)`` (= optax.adam) |
-| uncorrected, Adam eps | ``1`` | ``eps`` |
-| FTRL eps | as chosen by ``bias_correction`` | ``eps * sqrt(1 - b2) * b2**(n / 2)`` |
+| option | k_n | e_n | r_n |
+|---|---|---|---|
+| bias-corrected (default) | ``sqrt(1 - b2**n) / (1 - b1**n)`` | ``eps * sqrt(1 - b2**n)`` | ``eps_root * (1 - b2**n)`` |
+| uncorrected, Adam eps | ``1`` | ``eps`` | ``eps_root`` |
+| FTRL eps | as chosen by ``bias_correction`` | ``eps * sqrt(1 - b2) * b2**(n / 2)`` | ``eps_root * (1 - b2) * b2**n`` |
 
-The FTRL-eps row is a constant ``eps`` added to sqrt(S_n) in the scaled space of
-the FTRL form (``S_n = sum_s b2**-s g_s**2``), i.e. the exponentially decaying eps of
-Nguyen's section 3.  Nothing here depends on b1 <= sqrt(b2): both regimes of
-Nguyen (beta = b1 / sqrt(b2) <= 1 or >= 1) are the same code.
+The first row is ``optax.adam(lr, b1, b2, eps, eps_root)`` exactly: optax's
+``m_hat / (sqrt(v_hat + eps_root) + eps)`` with ``m_hat = m / (1 - b1**n)`` and
+``v_hat = v / (1 - b2**n)``, multiplied through by ``sqrt(1 - b2**n)`` [D].
+The FTRL-eps row is a constant ``eps`` added to sqrt(S_n), and ``eps_root``
+added to S_n, in the scaled space of the FTRL form
+(``S_n = sum_s b2**-s |g_s|**2 = v_n / ((1 - b2) b2**n)``), i.e. the
+exponentially decaying eps of Nguyen's section 3.  Nothing here depends on
+b1 <= sqrt(b2): both regimes of Nguyen (beta = b1 / sqrt(b2) <= 1 or >= 1) are
+the same code.
+
+``lr_n`` is the learning rate (or schedule) at ``count = n - 1``, optax's
+convention.  ``nesterov=True`` replaces ``k_n m_n`` by optax's Nesterov
+numerator (see :func:`scale_by_ftrl_adam`); it is not part of the FTRL theory.
+
+Complex parameters follow optax: the second moment uses |g|**2 (per
+coordinate, or summed over the tree with ``second_moment="global"``), so it is
+real, and ``nu`` is stored in the real dtype.
+
+Non-finite gradients are loud, as in ``optax.adam``: a NaN or inf gradient
+makes the update of every coordinate it reaches NaN (all coordinates with
+``second_moment="global"`` or the per-coordinate ball, whose solution couples
+them), and the moments stay poisoned.  Only an exactly zero denominator (a
+coordinate that never saw a non-zero gradient, with eps = 0) gives 0/0 := 0.
+``optax.apply_if_finite(ftrl_adam(...), k)`` skips such steps.
 """
 
 from __future__ import annotations
@@ -38,6 +58,7 @@ from ftrl_adam import _numerics
 from ftrl_adam import clipping
 
 _is_none = _numerics.is_none
+_f32 = jnp.float32
 
 EPS_MODES = ("adam", "ftrl")
 SECOND_MOMENTS = ("per_coordinate", "global")
@@ -50,13 +71,18 @@ BALL_SOLVER_ITERATIONS = 32
 
 
 class ScaleByFtrlAdamState(NamedTuple):
-  """State of :func:`scale_by_ftrl_adam`.
+  """State of :func:`scale_by_ftrl_adam` and :func:`ftrl_adam`.
+
+  The only ``count`` in the state of :func:`ftrl_adam`, so
+  ``optax.tree.get(state, "count")`` finds it (the learning rate or schedule
+  is applied by the same transform).
 
   Attributes:
     count: number of gradients seen, int32, saturating at the int32 maximum.
     mu: first moment m_n (no bias correction), a tree like the params.
-    nu: second moment v_n (no bias correction): a tree like the params, or a
-      float32 scalar when ``second_moment="global"``.
+    nu: second moment v_n (no bias correction), real: a tree like the params
+      (float32 for complex64 params), or a float32 scalar when
+      ``second_moment="global"``.
   """
 
   count: jax.Array
@@ -64,34 +90,56 @@ class ScaleByFtrlAdamState(NamedTuple):
   nu: optax.Updates
 
 
-def _state_dtype(dtype: Optional[Any], leaf_dtype: Any) -> Any:
-  """Requested dtype, else the leaf dtype promoted to at least float32."""
+def _state_dtype(dtype: Optional[Any], leaf_dtype: Any, real: bool = False) -> Any:
+  """Requested dtype, else the leaf dtype promoted to at least float32.
+
+  ``real=True`` (the second moment) takes the real dtype of a complex one.
+  """
   if dtype is not None:
     return jnp.dtype(dtype)
-  return jnp.promote_types(leaf_dtype, jnp.float32)
+  promoted = jnp.promote_types(leaf_dtype, jnp.float32)
+  return _numerics.real_dtype(promoted) if real else promoted
 
 
-def _zeros_tree(params: Any, dtype: Optional[Any]) -> Any:
+def _zeros_tree(params: Any, dtype: Optional[Any], real: bool = False) -> Any:
   return jax.tree.map(
-      lambda p: None if p is None
-      else _numerics.zeros_like(p, _state_dtype(dtype, p.dtype)),
+      lambda p: None if p is None else _numerics.zeros_like(
+          p, _state_dtype(dtype, _numerics.leaf_dtype(p), real)),
       params, is_leaf=_is_none)
 
 
-def _step_constants(b1, b2, eps, count, bias_correction, eps_mode):
-  """(k_n, e_n) of docs/theory.md section 2 in float32, for n = count gradients seen."""
-  n = count.astype(jnp.float32)
+def _step_constants(b1, b2, eps, eps_root, count, bias_correction, eps_mode,
+                    nesterov):
+  """(k_n, c_n, e_n, r_n) of the module docstring in float32, n = count.
+
+  The direction is ``(k_n m_n + c_n g_n) / (sqrt(v_n + r_n) + e_n)``; c_n is
+  None without Nesterov.  With Nesterov (optax's ``scale_by_adam``):
+  ``m_hat = b1 m_n / (1 - b1**(n+1)) + (1 - b1) g_n / (1 - b1**n)``, so
+  ``k_n = s_n b1 / (1 - b1**(n+1))`` and ``c_n = s_n (1 - b1) / (1 - b1**n)``
+  with ``s_n = sqrt(1 - b2**n)`` (bias-corrected) [D]; uncorrected, b1 and
+  1 - b1.
+  """
+  n = count.astype(_f32)
   if bias_correction:
     one_minus_b2n = 1.0 - b2 ** count
-    k = jnp.sqrt(one_minus_b2n) / (1.0 - b1 ** count)
+    s = jnp.sqrt(one_minus_b2n)
+    if nesterov:
+      k = s * b1 / (1.0 - b1 ** optax.safe_increment(count))
+      c = s * (1.0 - b1) / (1.0 - b1 ** count)
+    else:
+      k = s / (1.0 - b1 ** count)
+      c = None
   else:
     one_minus_b2n = None
-    k = jnp.ones([], jnp.float32)
+    k = b1 if nesterov else jnp.ones([], _f32)
+    c = (1.0 - b1) if nesterov else None
   if eps_mode == "adam":
     e = eps * jnp.sqrt(one_minus_b2n) if bias_correction else eps
-  else:  # "ftrl": eps' sqrt(1 - b2) b2^(n/2)
+    r = eps_root * one_minus_b2n if bias_correction else eps_root
+  else:  # "ftrl": eps' sqrt(1 - b2) b2^(n/2), eps_root' (1 - b2) b2^n
     e = eps * jnp.sqrt(1.0 - b2) * b2 ** (n / 2.0)
-  return k, e
+    r = eps_root * (1.0 - b2) * b2 ** n
+  return k, c, e, r
 
 
 def _weighted_ball_lambda(xt, h, radius, iterations):
@@ -103,13 +151,17 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   1 / eta_i [D].  We solve ||x(lam)|| = D by Newton's method on the secular
   equation phi(lam) = 1/||x(lam)|| - 1/D (Moré & Sorensen 1983), kept inside a
   bisection bracket [0, max(h) ||xt|| / D]; a fixed number of iterations keeps
-  it jit-able.  Returns 0 when xt is already inside the ball.
+  it jit-able.  Returns 0 when xt is already inside the ball, and NaN when xt
+  or h is not finite (the constraint couples every coordinate, so a poisoned
+  one reaches them all).  Complex coordinates count as two real ones
+  (|xt_i|**2 in the norm: the ball of C^n = R^2n).
   """
-  leaves = [(a, b) for a, b in zip(jax.tree.leaves(xt), jax.tree.leaves(h), strict=False)]
+  leaves = list(zip(jax.tree.leaves(xt), jax.tree.leaves(h), strict=True))
   f32 = jnp.float32
-  a2 = [jnp.square(a.astype(f32) * b.astype(f32)) for a, b in leaves]
+  a2 = [_numerics.abs_sq(a) * jnp.square(b.astype(f32)) for a, b in leaves]
   hs = [b.astype(f32) for _, b in leaves]
-  norm_xt = jnp.sqrt(_numerics.tree_fixed_order_sum([a for a, _ in leaves], jnp.square))
+  norm_xt = jnp.sqrt(
+      _numerics.tree_fixed_order_sum([a for a, _ in leaves], _numerics.abs_sq))
   h_max = jnp.max(jnp.stack([jnp.max(b) for b in hs]))
   outside = norm_xt > radius
   safe_r = jnp.where(radius > 0, radius, 1.0)
@@ -117,7 +169,7 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   def sums(lam):
     s2 = jnp.zeros([], f32)
     s3 = jnp.zeros([], f32)
-    for a, b in zip(a2, hs, strict=False):
+    for a, b in zip(a2, hs, strict=True):
       d = b + lam
       inv = jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
       s2 = s2 + _numerics.fixed_order_sum(a * inv * inv)
@@ -146,60 +198,91 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   # The final answer must be feasible: take the side of the bracket that is.
   s2, _ = sums(lam)
   lam = jnp.where(jnp.sqrt(s2) > safe_r, hi, lam)
-  return jnp.where(outside & (radius > 0), lam, 0.0)
+  lam = jnp.where(outside & (radius > 0), lam, 0.0)
+  finite = jnp.isfinite(norm_xt) & jnp.isfinite(h_max)
+  return jnp.where(finite, lam, jnp.nan)
 
 
 def _scale_by_ftrl_adam(
-    b1, b2, eps, *, bias_correction, eps_mode, second_moment, mu_dtype,
-    nu_dtype, ball=None,
+    b1, b2, eps, eps_root, *, bias_correction, eps_mode, second_moment,
+    mu_dtype, nu_dtype, nesterov, schedule=None, ball_radius=None,
 ) -> optax.GradientTransformationExtraArgs:
-  """Shared implementation; ``ball=(radius, schedule)`` adds the exact
-  per-coordinate-rate projection on the l2 ball (used by :func:`ftrl_adam`)."""
+  """Shared implementation.
+
+  Without ``schedule`` it returns the direction (:func:`scale_by_ftrl_adam`).
+  With ``schedule`` (``count -> lr``, :func:`ftrl_adam`) it returns
+  ``-lr_n`` times the direction, lr_n taken at the count before the increment,
+  so the chain holds a single ``count``.  ``ball_radius`` adds the exact
+  per-coordinate-rate argmin over the l2 ball (needs ``schedule``).
+  """
   is_global = second_moment == "global"
 
   def init_fn(params):
     mu = _zeros_tree(params, mu_dtype)
     if is_global:
-      nu = jnp.zeros([], _state_dtype(nu_dtype, jnp.float32))
+      nu = _numerics.scalar_like(
+          params, 0.0, _state_dtype(nu_dtype, jnp.float32, real=True))
     else:
-      nu = _zeros_tree(params, nu_dtype)
-    return ScaleByFtrlAdamState(
-        count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+      nu = _zeros_tree(params, nu_dtype, real=True)
+    count = _numerics.scalar_like(params, 0, jnp.int32)
+    return ScaleByFtrlAdamState(count=count, mu=mu, nu=nu)
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     mu = optax.tree.update_moment(updates, state.mu, b1, 1)
     if is_global:
-      nu = b2 * state.nu + (1.0 - b2) * _numerics.tree_fixed_order_sum(updates, jnp.square)
+      sq = _numerics.tree_fixed_order_sum(updates, _numerics.abs_sq)
+      nu = b2 * state.nu + (1.0 - b2) * sq
     else:
       nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
     count = optax.safe_increment(state.count)
-    k, e = _step_constants(b1, b2, eps, count, bias_correction, eps_mode)
+    k, c, e, r = _step_constants(b1, b2, eps, eps_root, count,
+                                 bias_correction, eps_mode, nesterov)
 
+    def numerator(m, g):
+      if m is None:
+        return None
+      num = k * m
+      if c is not None:
+        g = jnp.asarray(g)
+        num = num + c * g.astype(jnp.promote_types(g.dtype, _f32))
+      return num
+
+    num = jax.tree.map(numerator, mu, updates, is_leaf=_is_none)
     if is_global:
-      den = jnp.sqrt(nu.astype(jnp.float32)) + e
+      den = jnp.sqrt(nu.astype(_f32) + r) + e
       direction = jax.tree.map(
-          lambda m: None if m is None else _numerics.safe_div(k * m, den),
-          mu, is_leaf=_is_none)
+          lambda n: None if n is None else _numerics.div_or_zero(n, den),
+          num, is_leaf=_is_none)
     else:
       den = jax.tree.map(
-          lambda v: None if v is None else jnp.sqrt(v) + e, nu,
+          lambda v: None if v is None else jnp.sqrt(v + r) + e, nu,
           is_leaf=_is_none)
       direction = jax.tree.map(
-          lambda m, d: None if m is None else _numerics.safe_div(k * m, d),
-          mu, den, is_leaf=_is_none)
+          lambda n, d: None if n is None else _numerics.div_or_zero(n, d),
+          num, den, is_leaf=_is_none)
 
-    if ball is not None:
-      radius, schedule = ball
+    if schedule is None:
+      scale = None
+    else:
       lr = schedule(state.count)
-      xt = jax.tree.map(lambda d: lr * d, direction)
-      lam = _weighted_ball_lambda(xt, den, radius, BALL_SOLVER_ITERATIONS)
-      direction = jax.tree.map(
-          lambda d, h: _numerics.safe_div(d * h, h + lam), direction, den)
+      scale = -lr
+      if ball_radius is not None:
+        xt = jax.tree.map(lambda d: lr * d, direction)
+        lam = _weighted_ball_lambda(xt, den, ball_radius,
+                                    BALL_SOLVER_ITERATIONS)
+        direction = jax.tree.map(
+            lambda d, h: d * _numerics.div_or_zero(h, h + lam),
+            direction, den)
 
-    updates = jax.tree.map(
-        lambda d, g: None if g is None else d.astype(g.dtype),
-        direction, updates, is_leaf=_is_none)
+    def out(d, g):
+      if g is None:
+        return None
+      if scale is not None:
+        d = scale * d
+      return d.astype(jnp.result_type(g))
+
+    updates = jax.tree.map(out, direction, updates, is_leaf=_is_none)
     mu = optax.tree.cast_like(mu, state.mu)
     nu = optax.tree.cast_like(nu, state.nu)
     return updates, ScaleByFtrlAdamState(count=count, mu=mu, nu=nu)
@@ -207,35 +290,47 @@ def _scale_by_ftrl_adam(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _canonical_hparams(b1, b2, eps, bias_correction, eps_mode, second_moment):
+def _canonical_hparams(b1, b2, eps, eps_root, bias_correction, eps_mode,
+                       second_moment, nesterov, nu_dtype):
+  """Checks every option and returns (b1, b2, eps, eps_root) as float32."""
   b1 = _checks.as_f32("b1", b1, low=0.0, high=1.0)
   b2 = _checks.as_f32("b2", b2, low=0.0, high=1.0)
   eps = _checks.as_f32("eps", eps, low=0.0)
+  eps_root = _checks.as_f32("eps_root", eps_root, low=0.0)
   _checks.check_choice("eps_mode", eps_mode, EPS_MODES)
   _checks.check_choice("second_moment", second_moment, SECOND_MOMENTS)
-  if not isinstance(bias_correction, bool):
+  for name, flag in (("bias_correction", bias_correction),
+                     ("nesterov", nesterov)):
+    if not isinstance(flag, bool):
+      raise ValueError(f"`{name}` must be True or False, got {flag!r}.")
+  if nu_dtype is not None and not jnp.issubdtype(jnp.dtype(nu_dtype),
+                                                 jnp.floating):
     raise ValueError(
-        f"`bias_correction` must be True or False, got {bias_correction!r}.")
-  return b1, b2, eps
+        "`nu_dtype` must be a real floating dtype (the second moment |g|**2 "
+        f"is real, also for complex params) or None, got {nu_dtype!r}.")
+  return b1, b2, eps, eps_root
 
 
 def scale_by_ftrl_adam(
     b1: Any = 0.9,
     b2: Any = 0.999,
     eps: Any = 1e-8,
+    eps_root: Any = 0.0,
     *,
     bias_correction: bool = True,
     eps_mode: str = "adam",
     second_moment: str = "per_coordinate",
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-  r"""Rescales gradients into the FTRL-Adam direction ``k_n m_n / (sqrt(v_n) + e_n)``.
+  r"""Rescales gradients into the FTRL-Adam direction ``k_n m_n / (sqrt(v_n + r_n) + e_n)``.
 
   The direction of Algorithm 1 of Nguyen (2026), before the learning rate and
   the clip: chain it with ``optax.scale_by_learning_rate`` (or use
   :func:`ftrl_adam`).  With the defaults it equals ``optax.scale_by_adam`` up to
-  float32 rounding.  See the module docstring for ``k_n`` and ``e_n``.
+  float32 rounding.  See the module docstring for ``k_n``, ``e_n`` and ``r_n``
+  (docs/theory.md section 2, [D]).
 
   Independent ``b1`` and ``b2`` cover both of Nguyen's regimes,
   ``b1 <= sqrt(b2)`` (the FTRL learning rate is non-increasing) and
@@ -244,21 +339,33 @@ def scale_by_ftrl_adam(
   Args:
     b1: first-moment decay, in [0, 1).
     b2: second-moment decay, in [0, 1).
-    eps: eps >= 0 (see ``eps_mode``).  With ``eps = 0`` a coordinate that never
-      saw a non-zero gradient gets a zero update, not NaN.
+    eps: eps >= 0 (see ``eps_mode``).  With ``eps = eps_root = 0`` a coordinate
+      that never saw a non-zero gradient gets a zero update, not NaN.
+    eps_root: eps_root >= 0 added to the second moment inside the square root,
+      with optax's meaning (``sqrt(v_hat + eps_root)``, bias-corrected); with
+      ``eps_mode="ftrl"`` it is added to S_n in the scaled FTRL space.
     bias_correction: divide by the bias corrections of Adam (the default), or
       play the uncorrected Algorithm 1.
     eps_mode: ``"adam"`` (eps added to sqrt(v), as Adam) or ``"ftrl"`` (eps added
       to sqrt(S_n) in the scaled FTRL space; decays like b2**(n/2)).
     second_moment: ``"per_coordinate"`` (Adam) or ``"global"``: one scalar v_n
-      built from ``||g_n||_2**2`` over the whole tree, as in Ahn & Cutkosky (2024).
+      built from ``||g_n||_2**2 = sum |g_i|**2`` over the whole tree, as in Ahn &
+      Cutkosky (2024).
     mu_dtype: dtype of ``mu``; default: the param dtype promoted to float32.
-    nu_dtype: dtype of ``nu``; default: the param dtype promoted to float32
-      (bfloat16 rounds b2 = 0.999 to 1.0: keep it at least float32).
+    nu_dtype: real dtype of ``nu``; default: the param dtype promoted to
+      float32, real part (float32 for complex64).  bfloat16 rounds b2 = 0.999
+      to 1.0: keep it at least float32.
+    nesterov: optax's Nesterov variant of Adam: the numerator is
+      ``b1 m_hat_{n+1} + (1 - b1) g_n / (1 - b1**n)`` with
+      ``m_hat_{n+1} = m_n / (1 - b1**(n+1))`` (uncorrected: ``b1 m_n +
+      (1 - b1) g_n``).  Not covered by the FTRL theory.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is a
     :class:`ScaleByFtrlAdamState`.
+
+  Raises:
+    ValueError: an option outside its allowed values (named in the message).
 
   Example:
     >>> import jax.numpy as jnp, optax, ftrl_adam as fa
@@ -272,12 +379,16 @@ def scale_by_ftrl_adam(
     ALT 2026, https://arxiv.org/abs/2510.03478.
     Ahn, Zhang, Kook & Dai, *Understanding Adam Optimizer via Online Learning of
     Updates: Adam is FTRL in Disguise*, ICML 2024, https://arxiv.org/abs/2402.01567.
+    Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR 2016 workshop
+    (``nesterov=True``, as implemented by optax).
   """
-  b1, b2, eps = _canonical_hparams(
-      b1, b2, eps, bias_correction, eps_mode, second_moment)
+  b1, b2, eps, eps_root = _canonical_hparams(
+      b1, b2, eps, eps_root, bias_correction, eps_mode, second_moment,
+      nesterov, nu_dtype)
   return _scale_by_ftrl_adam(
-      b1, b2, eps, bias_correction=bias_correction, eps_mode=eps_mode,
-      second_moment=second_moment, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+      b1, b2, eps, eps_root, bias_correction=bias_correction,
+      eps_mode=eps_mode, second_moment=second_moment, mu_dtype=mu_dtype,
+      nu_dtype=nu_dtype, nesterov=nesterov)
 
 
 def ftrl_adam(
@@ -285,6 +396,7 @@ def ftrl_adam(
     b1: Any = 0.9,
     b2: Any = 0.999,
     eps: Any = 1e-8,
+    eps_root: Any = 0.0,
     *,
     radius: Any = None,
     domain: str = "box",
@@ -293,31 +405,43 @@ def ftrl_adam(
     eps_mode: str = "adam",
     mu_dtype: Optional[Any] = None,
     nu_dtype: Optional[Any] = None,
+    nesterov: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
   r"""FTRL-update Adam with an optional clip of the update to a box or a ball.
 
-  ``chain(scale_by_ftrl_adam, scale by -learning_rate, clip)``: the update is
+  The update is
 
       Delta_{n+1} = argmin over the domain of the FTRL objective
-                  = clip_D( -lr_n k_n m_n / (sqrt(v_n) + e_n) )   (box, or global v)
+                  = clip_D( -lr_n k_n m_n / (sqrt(v_n + r_n) + e_n) )   (box, or global v)
 
+  with ``lr_n`` the learning rate (or the schedule at count n - 1, as optax).
   Domains (docs/theory.md section 2, [D]):
 
-  * ``radius=None``: no clip; with the default options this is ``optax.adam``.
+  * ``radius=None``: no clip; with the default options this is ``optax.adam``
+    (also with ``eps_root`` and ``nesterov``, which mean what they mean there).
   * ``domain="box"``: per-coordinate clip to ``[-radius, radius]``; exact FTRL
-    argmin because the objective is separable.
+    argmin because the objective is separable.  A complex coordinate has its
+    real and imaginary parts clipped (the box of C^n = R^2n).
   * ``domain="ball"`` with ``second_moment="global"``: one scalar rate, and the
-    argmin is the Euclidean projection on the ball (Ahn & Cutkosky 2024).
+    argmin is the Euclidean projection on the ball (Ahn & Cutkosky 2024); for
+    complex params the ball of C^n = R^2n, ``sum |x_i|**2 <= D**2``.
   * ``domain="ball"`` with per-coordinate rates: the exact argmin
-    ``x_i = xt_i h_i / (h_i + lam)`` with ``h_i = sqrt(v_i) + e_n``, the multiplier
-    found by a fixed-iteration safeguarded Newton solve (jit-able, float32
-    accurate).  It is *not* the Euclidean projection of the Adam step.
+    ``x_i = xt_i h_i / (h_i + lam)`` with ``h_i = sqrt(v_i + r_n) + e_n``, the
+    multiplier found by a fixed-iteration safeguarded Newton solve (jit-able,
+    float32 accurate).  It is *not* the Euclidean projection of the Adam step.
+
+  A NaN or inf gradient makes the update NaN wherever it reaches (that
+  coordinate; every coordinate for the global second moment or the ball), as
+  ``optax.adam``; wrap the optimizer in ``optax.apply_if_finite`` to skip such
+  steps.
 
   Args:
     learning_rate: a float >= 0 or an optax schedule ``count -> lr``.
     b1: first-moment decay, in [0, 1).
     b2: second-moment decay, in [0, 1).
     eps: eps >= 0; where it enters is set by ``eps_mode``.
+    eps_root: eps_root >= 0 inside the square root, optax's meaning; see
+      :func:`scale_by_ftrl_adam`.
     radius: D >= 0 of the domain, or None for no clip.  Theory's choice
       (Nguyen, [R]): ``learning_rate = D sqrt(1 - b2) / (1 - b1)`` (c = D).
     domain: ``"box"`` or ``"ball"``.
@@ -327,12 +451,17 @@ def ftrl_adam(
       Algorithm 1; see :func:`scale_by_ftrl_adam`.
     eps_mode: ``"adam"`` or ``"ftrl"``; see :func:`scale_by_ftrl_adam`.
     mu_dtype: dtype of the first moment; see :func:`scale_by_ftrl_adam`.
-    nu_dtype: dtype of the second moment; see :func:`scale_by_ftrl_adam`.
+    nu_dtype: real dtype of the second moment; see :func:`scale_by_ftrl_adam`.
+    nesterov: optax's Nesterov variant; see :func:`scale_by_ftrl_adam`.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``; its state is a 3-tuple
-    ``(ScaleByFtrlAdamState, ScaleByScheduleState, clip state)`` whatever the
-    type of ``learning_rate``.
+    An ``optax.GradientTransformationExtraArgs``; its state is the 2-tuple
+    ``(ScaleByFtrlAdamState, clip state)`` whatever the type of
+    ``learning_rate`` (the clip state is ``optax.EmptyState()`` without a
+    radius), with a single ``count``.
+
+  Raises:
+    ValueError: an option outside its allowed values (named in the message).
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, ftrl_adam as fa
@@ -343,32 +472,31 @@ def ftrl_adam(
     >>> updates, state = tx.update(grads, state, params)
     >>> optax.apply_updates(params, updates)["w"].tolist()
     [0.949999988079071, -1.9500000476837158]
+    >>> int(optax.tree.get(state, "count"))
+    1
 
   References:
     Nguyen, ALT 2026, https://arxiv.org/abs/2510.03478 (Algorithm 1, box domain).
     Ahn & Cutkosky, NeurIPS 2024, https://arxiv.org/abs/2405.18199 (ball domain).
   """
-  b1, b2, eps = _canonical_hparams(
-      b1, b2, eps, bias_correction, eps_mode, second_moment)
+  b1, b2, eps, eps_root = _canonical_hparams(
+      b1, b2, eps, eps_root, bias_correction, eps_mode, second_moment,
+      nesterov, nu_dtype)
   _checks.check_choice("domain", domain, DOMAINS)
   schedule = _checks.canonical_schedule("learning_rate", learning_rate)
   common = dict(bias_correction=bias_correction, eps_mode=eps_mode,
                 second_moment=second_moment, mu_dtype=mu_dtype,
-                nu_dtype=nu_dtype)
+                nu_dtype=nu_dtype, nesterov=nesterov, schedule=schedule)
   if radius is None:
-    scaler = _scale_by_ftrl_adam(b1, b2, eps, **common)
+    scaler = _scale_by_ftrl_adam(b1, b2, eps, eps_root, **common)
     clip = optax.identity()
   else:
     radius = _checks.as_f32("radius", radius, low=0.0)
     weighted_ball = domain == "ball" and second_moment == "per_coordinate"
     scaler = _scale_by_ftrl_adam(
-        b1, b2, eps, **common,
-        ball=(radius, schedule) if weighted_ball else None)
+        b1, b2, eps, eps_root, **common,
+        ball_radius=radius if weighted_ball else None)
     # For the weighted ball the scaler already solved the exact argmin; the
     # projection that follows only guards ||Delta|| <= D against round-off.
     clip = (clipping.clip_box if domain == "box" else clipping.clip_ball)(radius)
-  return optax.chain(
-      scaler,
-      optax.scale_by_schedule(lambda count: -schedule(count)),
-      clip,
-  )
+  return optax.chain(scaler, clip)

@@ -22,6 +22,9 @@ import ftrl_adam as fa
     (dict(eps_mode="rms"), r"`eps_mode` must be one of 'adam', 'ftrl'"),
     (dict(bias_correction="yes"), r"`bias_correction` must be True or False"),
     (dict(b1="0.9"), r"`b1` must be a real number"),
+    (dict(eps_root=-1e-8), r"`eps_root` must lie in \[0, inf\)"),
+    (dict(nesterov=1), r"`nesterov` must be True or False"),
+    (dict(nu_dtype=jnp.complex64), r"`nu_dtype` must be a real floating dtype"),
 ])
 def test_ftrl_adam_rejects_bad_hyperparameters(kwargs, match):
   with pytest.raises(ValueError, match=match):
