@@ -289,3 +289,30 @@ def test_ahn_cutkosky_bad_beta(beta):
     fa.ahn_cutkosky(beta, 0.1, key=jax.random.key(0))
   with pytest.raises(ValueError, match="`domain`"):
     fa.ahn_cutkosky(0.9, 0.1, key=jax.random.key(0), domain="sphere")
+
+
+def test_ahn_cutkosky_on_complex_params_is_the_problem_in_r2n():
+  """Global second moment (sum |g|**2), ball of C^n = R^2n, real random scales.
+
+  The algorithm on complex params z with gradients g equals the algorithm on
+  the real params (Re z, Im z) with gradients (Re g, Im g): updates, iterate
+  and EMA (it was Re(sum g**2) before: a zero step for imaginary gradients).
+  """
+  z0 = jnp.array([1.0 + 2.0j, -0.5j, 3.0], jnp.complex64)
+  r0 = jnp.stack([z0.real, z0.imag])
+  f_c = lambda z: jnp.sum(jnp.abs(z - (1 - 1j)) ** 2 + jnp.abs(z) ** 4 / 10)  # noqa: E731
+  f_r = lambda r: f_c(r[0] + 1j * r[1])  # noqa: E731
+  txc, txr = (fa.ahn_cutkosky(0.9, 0.1, key=jax.random.key(3)) for _ in "cr")
+  z, r = z0, r0
+  sc, sr = txc.init(z), txr.init(r)
+  for _ in range(15):
+    uc, sc = txc.update(jnp.conj(jax.grad(f_c)(z)), sc, z)
+    ur, sr = txr.update(jax.grad(f_r)(r), sr, r)
+    np.testing.assert_allclose(np.stack([uc.real, uc.imag]), ur, rtol=2e-5,
+                               atol=1e-7)
+    z, r = optax.apply_updates(z, uc), optax.apply_updates(r, ur)
+  for get in (fa.nonconvex_iterate, fa.ema_params_of):
+    c, x = get(sc), get(sr)
+    np.testing.assert_allclose(np.stack([c.real, c.imag]), x, rtol=2e-5,
+                               atol=1e-6)
+  assert float(jnp.linalg.norm(z - z0)) > 0.5       # it moved
