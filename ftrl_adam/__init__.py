@@ -5,6 +5,8 @@ The public API (DESIGN.md):
 * :func:`scale_by_ftrl_adam`, :func:`ftrl_adam` - the FTRL-update Adam transforms;
 * :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains;
 * :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (docs/theory.md 5);
+* :func:`posthoc_ema_params`, :class:`PosthocSnapshotKeeper`, :func:`posthoc_ema`
+  - post-hoc EMA (Karras et al. 2024): choose sigma_rel after training;
 * :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
   docs/theory.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
 The lab, loaded on first use (``import ftrl_adam`` does not load it):
@@ -32,6 +34,13 @@ from ftrl_adam.ema import power_from_sigma_rel
 from ftrl_adam.ftrl import ScaleByFtrlAdamState
 from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
+from ftrl_adam.posthoc import PosthocEmaState
+from ftrl_adam.posthoc import PosthocSnapshotKeeper
+from ftrl_adam.posthoc import PosthocSnapshots
+from ftrl_adam.posthoc import posthoc_ema
+from ftrl_adam.posthoc import posthoc_ema_params
+from ftrl_adam.posthoc import posthoc_ema_weights
+from ftrl_adam.posthoc import posthoc_emas_of
 from ftrl_adam.recipes import ahn_cutkosky
 
 __version__ = "0.1.0"
@@ -53,6 +62,9 @@ __all__ = (
     "ClipBoxState",
     "EmaParamsState",
     "OnlineToNonconvexState",
+    "PosthocEmaState",
+    "PosthocSnapshotKeeper",
+    "PosthocSnapshots",
     "ScaleByFtrlAdamState",
     "ahn_cutkosky",
     "clip_ball",
@@ -63,6 +75,10 @@ __all__ = (
     "grid",
     "nonconvex_iterate",
     "online_to_nonconvex",
+    "posthoc_ema",
+    "posthoc_ema_params",
+    "posthoc_ema_weights",
+    "posthoc_emas_of",
     "power_from_sigma_rel",
     "regret",
     "scale_by_ftrl_adam",

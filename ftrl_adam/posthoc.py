@@ -1,0 +1,1029 @@
+r"""Post-hoc EMA: choose the averaging length after training (Karras et al. 2024).
+
+Karras et al. (EDM2, CVPR 2024, https://arxiv.org/abs/2312.02696) keep two
+power-function EMAs of the parameters during training, store both every k
+steps, and afterwards *synthesise* the EMA of any relative width
+``sigma_rel`` as a linear combination of the stored snapshots.  This module
+does that for optax and Flax:
+
+* :func:`posthoc_ema_params` - an optax transform, last in a chain, keeping
+  several power EMAs (default ``sigma_rel`` = 0.05 and 0.10, EDM2's pair) in
+  one :class:`PosthocEmaState`; :func:`posthoc_emas_of` reads them.
+* :class:`PosthocSnapshotKeeper` - a host-side helper the training loop calls
+  after each step: every ``every`` steps it copies the EMAs to host memory or
+  writes them to an Orbax checkpoint directory.
+* :class:`PosthocSnapshots` - the stored snapshots (their steps, powers and
+  stacked parameter trees), from the keeper or ``PosthocSnapshots.load``.
+* :func:`posthoc_ema_weights` and :func:`posthoc_ema` - the combination
+  weights for a target ``sigma_rel`` and the synthesised parameters.
+
+The mathematics (tags as in docs/theory.md: [P] the paper's, [D] derived
+here and checked numerically by tests/test_posthoc.py).
+
+**Power EMA** [P].  With exponent p >= 0 (EDM2's gamma), at optimizer step n
+(n = 1, 2, ...) and the parameters x_n the loop holds after that step,
+
+    xhat_n = g_n xhat_{n-1} + (1 - g_n) x_n,    g_n = (1 - 1/n)^(p + 1),
+
+so g_1 = 0 and no start value matters.  The relative width of the profile is
+``sigma_rel**2 = (p + 1) / ((p + 2)**2 (p + 3))``
+(:func:`ftrl_adam.power_from_sigma_rel` inverts it).
+
+**The discrete EMA is an exact integral** [D].  The products telescope, so
+the weight of x_i in xhat_n is ``(i/n)^(p+1) - ((i-1)/n)^(p+1)``, which is
+the integral over (i-1, i] of the paper's continuous profile
+
+    f_{t,p}(s) = (p + 1) s^p / t^(p+1)   for 0 < s <= t,   0 elsewhere,
+
+at t = n.  Hence ``xhat_n = int f_{n,p}(s) x(s) ds`` exactly, for the
+piecewise-constant trajectory x(s) = x_i on (i-1, i]: no approximation in
+continuous time is involved in what the snapshots hold.
+
+**Inner products** [D; the same closed form as the paper's].  For two
+profiles with t_a <= t_b,
+
+    <f_a, f_b> = int_0^{t_a} (p_a+1)(p_b+1) s^(p_a+p_b) / (t_a^(p_a+1) t_b^(p_b+1)) ds
+               = (p_a + 1)(p_b + 1) / ((p_a + p_b + 1) t_b) * (t_a / t_b)^(p_b),
+
+written with the ratio t_a / t_b <= 1 so that no power overflows.  In
+particular ``||f_{t,p}||**2 = (p + 1)**2 / ((2p + 1) t)``.
+
+**Least squares** [P].  Given snapshots (t_k, p_k) and a target (t_r, p_r),
+the weights minimise ``||sum_k c_k f_k - f_r||`` in L2(0, inf): the normal
+equations ``A c = b`` with ``A_kl = <f_k, f_l>`` and ``b_k = <f_k, f_r>``.
+As in the paper's released code, only snapshots with ``t_k <= t_r`` enter,
+t_r must be a snapshot step, and the solution is divided by its sum so that
+``sum_k c_k = 1`` (a constant trajectory is reproduced exactly).  Ours: each
+profile is scaled to unit norm before an SVD least-squares solve in float64
+(the Gram matrix of a few hundred snapshots has a condition number of 1e7
+or more, far beyond float32).
+
+**How close the synthesis is to the EMA run directly** [D].  Let
+``r = sum_k c_k f_k - f_r`` and ``rho = ||r|| / ||f_r||`` (the relative
+residual :func:`posthoc_ema_weights` returns).  By the exact-integral remark,
+
+    synthesised - direct = sum_i e_i x_i,     e_i = int_{i-1}^{i} r(s) ds,
+
+and ``sum_i e_i = sum_k c_k - 1 = 0``, so for any reference point x_ref
+(e.g. the last iterate)
+
+    |synthesised - direct| <= ||e||_1 max_{i <= t_r} |x_i - x_ref|
+                           <= rho (p_r + 1) / sqrt(2 p_r + 1) max_i |x_i - x_ref|
+
+(Cauchy-Schwarz on (0, t_r): ``||e||_1 <= ||r||_1 <= sqrt(t_r) ||r||``).  The
+error is a fraction of how far the trajectory moved, not of the parameters'
+size.  Rounding adds about ``(||c||_1 + 1) eps`` times ``max |xhat_k|``
+(eps = 6e-8 in float32); ``||c||_1`` is 1 at a stored ``sigma_rel``, about
+2 for targets up to 0.25, and grows for narrow ones: about 11 at 0.03 and
+20-200 at 0.01-0.02 (measured with 20-100 snapshot times).
+Measured by ``python tests/test_posthoc.py`` (FTRL-Adam on a noisy
+quadratic, 400 steps, snapshots every 10 steps of the pair 0.05 / 0.10):
+``||e||_1`` is below 6e-4 for targets between the pair, 1.6e-3 at 0.04 and
+0.15, 6.5e-3 at 0.03 and 4.7e-3 at 0.20, and 3e-11 at the stored widths;
+the actual gap is far below the bound (at most 1.5e-4 of the trajectory's
+span, since the e_i change sign), and ``||c||_1`` stays below 12.
+
+A bad input (``sigma_rel`` <= 0 or above 12 ** -0.5, fewer than two usable
+snapshots, a target step that is no snapshot step, snapshot trees that do
+not match, a residual above ``max_residual``) raises a ``ValueError`` that
+names the argument.  Non-finite snapshots give non-finite synthesised values
+where they reach, as in optax; the weights are checked finite.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ftrl_adam.ema import power_from_sigma_rel
+
+SIGMA_REL_MAX = 12 ** -0.5   # the uniform average, p = 0
+SOURCES = ("updated", "gradient_point")
+DEFAULT_SIGMA_RELS = (0.05, 0.10)   # EDM2's pair
+
+
+# ----------------------------------------------------------------------------
+# Validation (concrete Python / NumPy values; nothing here is traced).
+# ----------------------------------------------------------------------------
+
+
+def _is_tracer(x: Any) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def _sigma_rels(name: str, value: Any) -> tuple[np.ndarray, bool]:
+  """``value`` as a 1-D float64 array of widths in (0, 12**-0.5], and whether
+  it was a scalar."""
+  if _is_tracer(value) or any(_is_tracer(v) for v in np.ravel(
+      np.asarray(value, dtype=object))):
+    raise ValueError(
+        f"`{name}` must be concrete (a float or a list of floats): the "
+        "combination weights are solved on the host in float64.  Under "
+        "`jax.jit`, close over it or mark it static; for several widths at "
+        "once pass a list.")
+  if isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"`{name}` must be a float in (0, {SIGMA_REL_MAX:.6f}], "
+                     f"got the boolean {value!r}.")
+  try:
+    arr = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"`{name}` must be a float or a list of floats in "
+                     f"(0, {SIGMA_REL_MAX:.6f}], got {value!r}.") from e
+  if arr.ndim > 1 or arr.size == 0:
+    raise ValueError(f"`{name}` must be a float or a non-empty 1-D list of "
+                     f"floats, got shape {arr.shape}.")
+  bad = ~np.isfinite(arr) | (arr <= 0.0) | (arr > SIGMA_REL_MAX)
+  if np.any(bad):
+    raise ValueError(
+        f"`{name}` must lie in (0, {SIGMA_REL_MAX:.6f}] (12 ** -0.5, the "
+        f"uniform average), got {np.atleast_1d(arr)[np.atleast_1d(bad)].tolist()}.")
+  return np.atleast_1d(arr), arr.ndim == 0
+
+
+def _powers(name: str, value: Any) -> np.ndarray:
+  """Power-EMA exponents as a 1-D float64 array of finite values >= 0."""
+  if _is_tracer(value):
+    raise ValueError(f"`{name}` must be concrete floats, not traced.")
+  try:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"`{name}` must be floats >= 0, got {value!r}.") from e
+  if arr.ndim != 1 or arr.size == 0:
+    raise ValueError(f"`{name}` must be a non-empty 1-D list of floats >= 0, "
+                     f"got shape {arr.shape}.")
+  bad = ~np.isfinite(arr) | (arr < 0.0)
+  if np.any(bad):
+    raise ValueError(f"`{name}` must be finite and >= 0, got "
+                     f"{arr[bad].tolist()}.")
+  return arr
+
+
+def _steps(name: str, value: Any) -> np.ndarray:
+  """Snapshot steps as a 1-D int64 array of values >= 1."""
+  if _is_tracer(value):
+    raise ValueError(f"`{name}` must be concrete integers, not traced.")
+  arr = np.atleast_1d(np.asarray(value))
+  if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+    raise ValueError(f"`{name}` must be a 1-D list of integers >= 1, got "
+                     f"{value!r}.")
+  arr = arr.astype(np.int64)
+  if np.any(arr < 1):
+    raise ValueError(f"`{name}` must be integers >= 1 (optimizer steps after "
+                     f"the first EMA update), got {arr[arr < 1].tolist()}.")
+  return arr
+
+
+def _sigma_rel_of_power(power: Any) -> np.ndarray:
+  """``sigma_rel = sqrt((p + 1) / ((p + 2)**2 (p + 3)))`` [P], float64."""
+  p = np.asarray(power, dtype=np.float64)
+  return np.sqrt((p + 1.0) / ((p + 2.0) ** 2 * (p + 3.0)))
+
+
+# ----------------------------------------------------------------------------
+# The transform.
+# ----------------------------------------------------------------------------
+
+
+class PosthocEmaState(NamedTuple):
+  """State of :func:`posthoc_ema_params`.
+
+  Attributes:
+    count: number of optimizer steps (= EMA updates) seen, int32, saturating.
+    powers: float32[P], the exponent p of each power EMA, as used.
+    emas: a tuple of P trees like the params, in ``ema_dtype``: the power EMA
+      of exponent ``powers[j]`` after ``count`` steps.
+  """
+
+  count: jax.Array
+  powers: jax.Array
+  emas: tuple
+
+
+def _held(x: Any) -> Any:
+  """``x`` rounded to its own dtype explicitly (below float32 only).
+
+  Under ``jit`` XLA may keep ``(p + u).astype(bfloat16)`` in float32 when the
+  next operation is float32; ``reduce_precision`` makes the EMA see the bits
+  the loop stores.
+  """
+  if x is None:
+    return None
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 32:
+    return x
+  info = jnp.finfo(dtype)
+  return jax.lax.reduce_precision(
+      jnp.asarray(x, jnp.float32), exponent_bits=info.nexp,
+      mantissa_bits=info.nmant)
+
+
+def posthoc_ema_params(
+    sigma_rels: Optional[Sequence[float]] = None,
+    *,
+    powers: Optional[Sequence[float]] = None,
+    source: str = "updated",
+    ema_dtype: Optional[Any] = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""Keeps several power-function EMAs of the parameters; updates pass through.
+
+  The transform of post-hoc EMA (Karras et al. 2024): put it **last** in an
+  ``optax.chain`` and, during training, store its EMAs every k steps with a
+  :class:`PosthocSnapshotKeeper`; after training :func:`posthoc_ema`
+  synthesises the EMA of any ``sigma_rel`` from the snapshots.  For each
+  exponent p_j (from ``sigma_rels`` by :func:`ftrl_adam.power_from_sigma_rel`,
+  or given as ``powers``) [P]:
+
+      xhat_n = g_n xhat_{n-1} + (1 - g_n) x_n,    g_n = (1 - 1/n)^(p_j + 1),
+
+  with n the optimizer step and x_n the parameters after it,
+  ``optax.apply_updates(params, updates)`` (``source="updated"``) or the
+  ``params`` given to ``update`` (``source="gradient_point"``), as in
+  :func:`ftrl_adam.ema_params`.  Each EMA is the one
+  ``ema_params(power=p_j)`` keeps.  Ours: ``1 - g_n`` is computed as
+  ``-expm1((p + 1) log1p(-1/n))``, accurate to float32 rounding at any n
+  (``1 - 1/n`` itself loses the digits of ``1/n`` once n is large), and the
+  weights sum to one by construction, so there is no debiasing.
+
+  Args:
+    sigma_rels: the relative widths of the EMAs to keep, distinct, each in
+      (0, 12 ** -0.5]; default (0.05, 0.10), EDM2's pair.  Targets between
+      them are synthesised most accurately.
+    powers: the exponents p >= 0 instead of ``sigma_rels`` (not both).
+    source: ``"updated"`` (params + updates) or ``"gradient_point"`` (params).
+    ema_dtype: dtype of the EMAs; default the param dtype promoted to float32.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose state is a
+    :class:`PosthocEmaState`; ``update`` requires ``params``.  ``init`` works
+    on ``jax.ShapeDtypeStruct`` params (zero EMAs with their shardings).
+
+  Raises:
+    ValueError: both ``sigma_rels`` and ``powers``, a width outside
+      (0, 12 ** -0.5], a negative power, repeated values, an unknown
+      ``source``, or (in ``update``) ``params`` missing.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
+    >>> tx = optax.chain(optax.sgd(1.0), fa.posthoc_ema_params(powers=(0.0, 1.0)))
+    >>> params = {"w": jnp.array([0.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(3):       # the params go 1, 2, 3
+    ...   u, state = tx.update({"w": jnp.array([-1.0])}, state, params)
+    ...   params = optax.apply_updates(params, u)
+    >>> mean, linear = fa.posthoc_emas_of(state)
+    >>> # p = 0: the plain mean; p = 1: weights (1, 3, 5) / 9 on (1, 2, 3)
+    >>> round(float(mean["w"][0]), 5), round(float(linear["w"][0]), 5)
+    (2.0, 2.44444)
+
+  References:
+    Karras, Aittala, Lehtinen, Hellsten, Aila & Laine, *Analyzing and
+    Improving the Training Dynamics of Diffusion Models*, CVPR 2024,
+    https://arxiv.org/abs/2312.02696 (power EMA, post-hoc EMA).
+  """
+  if sigma_rels is not None and powers is not None:
+    raise ValueError("Give `sigma_rels` or `powers`, not both; got "
+                     f"sigma_rels={sigma_rels!r}, powers={powers!r}.")
+  if powers is None:
+    sig, _ = _sigma_rels("sigma_rels", DEFAULT_SIGMA_RELS if sigma_rels is None
+                         else sigma_rels)
+    if len(np.unique(sig)) != len(sig):
+      raise ValueError(f"`sigma_rels` must be distinct, got {sig.tolist()}.")
+    pw = np.array([power_from_sigma_rel(s) for s in sig])
+  else:
+    pw = _powers("powers", powers)
+    if len(np.unique(pw)) != len(pw):
+      raise ValueError(f"`powers` must be distinct, got {pw.tolist()}.")
+  if source not in SOURCES:
+    raise ValueError(f"`source` must be one of {SOURCES!r}; got {source!r}.")
+  powers32 = np.asarray(pw, np.float32)
+  n_ema = len(powers32)
+
+  def copy(p):
+    if p is None:
+      return None
+    dt = (jnp.dtype(ema_dtype) if ema_dtype is not None
+          else jnp.promote_types(jnp.result_type(p.dtype), jnp.float32))
+    if isinstance(p, jax.ShapeDtypeStruct):
+      return jnp.zeros(p.shape, dt, device=getattr(p, "sharding", None))
+    return jnp.array(p, dtype=dt, copy=True)
+
+  def init_fn(params):
+    emas = tuple(jax.tree.map(copy, params, is_leaf=lambda x: x is None)
+                 for _ in range(n_ema))
+    return PosthocEmaState(count=jnp.zeros([], jnp.int32),
+                           powers=jnp.asarray(powers32), emas=emas)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    if params is None:
+      raise ValueError(
+          "`posthoc_ema_params` needs `params` in `update(updates, state, "
+          "params)`: it averages the parameters (nnx.Optimizer and "
+          "TrainState.apply_gradients pass them).")
+    count = optax.safe_increment(state.count)
+    if source == "updated":
+      x = jax.tree.map(_held, optax.apply_updates(params, updates),
+                       is_leaf=lambda v: v is None)
+    else:
+      x = params
+    n = count.astype(jnp.float32)
+    log_keep = jnp.log1p(-1.0 / n)            # -inf at n = 1: g_1 = 0
+    new_emas = []
+    for j in range(n_ema):
+      w = -jnp.expm1((powers32[j] + 1.0) * log_keep)   # 1 - g_n, 1 at n = 1
+
+      def blend(e, xi, w=w):
+        if e is None:
+          return None
+        ct = jnp.promote_types(e.dtype, jnp.float32)
+        ec, xc = e.astype(ct), jnp.asarray(xi).astype(ct)
+        return jnp.where(w >= 1.0, xc, ec + w.astype(ct) * (xc - ec)).astype(
+            e.dtype)
+
+      new_emas.append(jax.tree.map(blend, state.emas[j], x,
+                                   is_leaf=lambda v: v is None))
+    return updates, PosthocEmaState(count=count, powers=state.powers,
+                                    emas=tuple(new_emas))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+# ----------------------------------------------------------------------------
+# Finding the state by type.
+# ----------------------------------------------------------------------------
+
+
+def _unwrap(tree: Any) -> Any:
+  """flax.nnx Variables (``nnx.Optimizer`` wraps the optax state's arrays in
+  them) replaced by their values; nothing is imported if nnx is not loaded."""
+  nnx = sys.modules.get("flax.nnx")
+  variable = None if nnx is None else getattr(nnx, "Variable", None)
+  if variable is None:
+    return tree
+
+  def value(x):
+    if isinstance(x, variable):
+      return x.get_value() if hasattr(x, "get_value") else x.value
+    return x
+  return jax.tree.map(value, tree, is_leaf=lambda x: isinstance(x, variable))
+
+
+def _is_state_dict(x: Any) -> bool:
+  """The dict form of the state (``nnx.state(optimizer)``, an Orbax restore
+  without a target): a mapping with exactly the fields of the state."""
+  return (isinstance(x, Mapping) and len(x) == len(PosthocEmaState._fields)
+          and all(isinstance(k, str) for k in x)
+          and set(x) == set(PosthocEmaState._fields))
+
+
+def _find_state(opt_state: Any) -> PosthocEmaState:
+  """The one :class:`PosthocEmaState` in ``opt_state``, values unwrapped."""
+  match = lambda x: isinstance(x, PosthocEmaState) or _is_state_dict(x)  # noqa: E731
+  hits = [leaf for leaf in jax.tree.leaves(opt_state, is_leaf=match)
+          if match(leaf)]
+  if len(hits) != 1:
+    raise ValueError(
+        f"Expected exactly one PosthocEmaState in the optimizer state, found "
+        f"{len(hits)} (searched by type through chains, wrappers, TrainState "
+        "and nnx.Optimizer): put one `ftrl_adam.posthoc_ema_params(...)` "
+        "last in the optax chain.")
+  state = hits[0]
+  if isinstance(state, Mapping):
+    emas = state["emas"]
+    if isinstance(emas, Mapping):     # {0: tree, 1: tree} or {"0": ...}
+      emas = [emas[k] for k in sorted(emas, key=int)]
+    state = PosthocEmaState(state["count"], state["powers"], tuple(emas))
+  return PosthocEmaState(count=_unwrap(state.count),
+                         powers=_unwrap(state.powers),
+                         emas=tuple(_unwrap(e) for e in state.emas))
+
+
+def posthoc_emas_of(opt_state: Any) -> tuple:
+  """Returns the EMAs kept by :func:`posthoc_ema_params` in ``opt_state``.
+
+  The state is searched by type, so it is found inside ``optax.chain``,
+  ``named_chain``, ``masked``, ``MultiSteps``, a Flax ``TrainState``, an
+  ``nnx.Optimizer`` (arrays unwrapped from their ``nnx`` Variables) and the
+  dict form of the state.
+
+  Args:
+    opt_state: any pytree holding exactly one :class:`PosthocEmaState`.
+
+  Returns:
+    A tuple of trees like the params, one per power, in the order given to
+    :func:`posthoc_ema_params`.
+
+  Raises:
+    ValueError: no :class:`PosthocEmaState`, or more than one.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
+    >>> tx = optax.chain(optax.sgd(0.1), fa.posthoc_ema_params())
+    >>> state = tx.init({"w": jnp.zeros(2)})
+    >>> len(fa.posthoc_emas_of(state))
+    2
+  """
+  return _find_state(opt_state).emas
+
+
+# ----------------------------------------------------------------------------
+# The weights.
+# ----------------------------------------------------------------------------
+
+
+def _inner(t_a, p_a, t_b, p_b) -> np.ndarray:
+  """<f_{t_a,p_a}, f_{t_b,p_b}> in float64, broadcasting (module docstring)."""
+  t_a, p_a, t_b, p_b = np.broadcast_arrays(
+      *(np.asarray(v, np.float64) for v in (t_a, p_a, t_b, p_b)))
+  lo, hi = np.minimum(t_a, t_b), np.maximum(t_a, t_b)
+  p_hi = np.where(t_a <= t_b, p_b, p_a)   # the exponent of the later profile
+  return (p_a + 1.0) * (p_b + 1.0) / ((p_a + p_b + 1.0) * hi) * (lo / hi) ** p_hi
+
+
+def posthoc_ema_weights(
+    steps: Any,
+    powers: Any,
+    sigma_rel: Any,
+    *,
+    step: Optional[int] = None,
+    max_residual: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray]:
+  r"""Combination weights that synthesise the power EMA of ``sigma_rel``.
+
+  Least squares in L2(0, inf) between power-function profiles (Karras et al.
+  2024; module docstring for the derivation): with snapshot profiles
+  f_k = f_{t_k, p_k} and the target f_r = f_{t_r, p_r}, p_r from
+  :func:`ftrl_adam.power_from_sigma_rel`, solve ``A c = b`` with the closed
+  forms [D, the paper's formula derived again]
+
+      A_kl = <f_k, f_l>,  b_k = <f_k, f_r>,
+      <f_a, f_b> = (p_a + 1)(p_b + 1) / ((p_a + p_b + 1) t_b) (t_a / t_b)^p_b
+                   for t_a <= t_b,
+
+  in float64 (each profile scaled to unit norm, SVD solve), over the
+  snapshots with ``t_k <= t_r`` only, then divide c by its sum [P, the
+  paper's released code].  The relative residual
+  ``rho = ||sum_k c_k f_k - f_r|| / ||f_r||`` bounds the gap to the EMA run
+  directly with p_r on the same trajectory [D]:
+  ``|synthesised - direct| <= rho (p_r + 1) / sqrt(2 p_r + 1) max_i |x_i - x_ref|``.
+
+  Args:
+    steps: the snapshot steps t_k (integers >= 1), one per snapshot.
+    powers: the exponent p_k of each snapshot (floats >= 0), same length.
+    sigma_rel: the target width, a float in (0, 12 ** -0.5], or a list of
+      them.  Concrete: the weights are solved on the host.
+    step: the target step t_r, one of ``steps``; default the largest.
+    max_residual: the largest relative residual rho accepted (default 0.05;
+      ``float("inf")`` accepts any).
+
+  Returns:
+    ``(weights, residual)``: float64 arrays of shape ``[len(steps)]`` and
+    ``[]`` for a scalar ``sigma_rel``, or ``[S, len(steps)]`` and ``[S]``
+    for S widths.  Snapshots after ``step`` get weight 0; each row sums to 1.
+
+  Raises:
+    ValueError: a bad ``sigma_rel``, ``steps`` or ``powers``, mismatched
+      lengths, a repeated (step, power), ``step`` not a snapshot step, fewer
+      than two snapshots at or before ``step``, non-finite weights, or a
+      residual above ``max_residual`` (too few snapshots for this target).
+
+  Example:
+    >>> import ftrl_adam as fa
+    >>> p1, p2 = fa.power_from_sigma_rel(0.05), fa.power_from_sigma_rel(0.10)
+    >>> steps = [100 * (k // 2 + 1) for k in range(20)]   # 10 times, 2 EMAs
+    >>> powers = [p1, p2] * 10
+    >>> w, rho = fa.posthoc_ema_weights(steps, powers, 0.10)
+    >>> int(w.argmax()), round(float(w.max()), 6)   # a stored width: itself
+    (19, 1.0)
+    >>> w, rho = fa.posthoc_ema_weights(steps, powers, 0.07)
+    >>> round(float(w.sum()), 12), round(float(rho), 4)
+    (1.0, 0.0091)
+
+  References:
+    Karras, Aittala, Lehtinen, Hellsten, Aila & Laine, *Analyzing and
+    Improving the Training Dynamics of Diffusion Models*, CVPR 2024,
+    https://arxiv.org/abs/2312.02696 (post-hoc EMA, its Algorithm 3).
+  """
+  sig, scalar = _sigma_rels("sigma_rel", sigma_rel)
+  t = _steps("steps", steps)
+  p = _powers("powers", powers) if np.size(powers) else np.zeros(0)
+  if len(t) != len(p):
+    raise ValueError(f"`steps` and `powers` must have the same length (one "
+                     f"per snapshot), got {len(t)} and {len(p)}.")
+  if len(set(zip(t.tolist(), p.tolist(), strict=True))) != len(t):
+    raise ValueError("`steps`, `powers`: each (step, power) must appear once; "
+                     "a snapshot is repeated.")
+  try:
+    max_residual = float(max_residual)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"`max_residual` must be a float > 0, got "
+                     f"{max_residual!r}.") from e
+  if not max_residual > 0:
+    raise ValueError(f"`max_residual` must be a float > 0, got {max_residual!r}.")
+  if step is None:
+    if len(t) == 0:
+      raise ValueError("Too few snapshots: post-hoc EMA needs at least 2, got "
+                       "none.")
+    t_r = int(t.max())
+  else:
+    if isinstance(step, (bool, np.bool_)) or not isinstance(
+        step, (int, np.integer)) or int(step) not in set(t.tolist()):
+      raise ValueError(
+          f"`step` must be one of the snapshot steps {sorted(set(t.tolist()))}"
+          f" (the EMA is synthesised where snapshots were taken), got {step!r}.")
+    t_r = int(step)
+  use = t <= t_r
+  if use.sum() < 2:
+    raise ValueError(
+        f"Too few snapshots: post-hoc EMA needs at least 2 at or before step "
+        f"{t_r}, got {int(use.sum())} (keep two or more power EMAs, or store "
+        "snapshots more often).")
+  tu, pu = t[use], p[use]
+  p_r = np.array([power_from_sigma_rel(s) for s in sig])
+  gram = _inner(tu[:, None], pu[:, None], tu[None, :], pu[None, :])
+  scale = 1.0 / np.sqrt(np.diag(gram))
+  cross = _inner(tu[:, None], pu[:, None], t_r, p_r[None, :])   # [K, S]
+  sol, *_ = np.linalg.lstsq(gram * scale[:, None] * scale[None, :],
+                            cross * scale[:, None], rcond=None)
+  coef = sol * scale[:, None]                                     # [K, S]
+  total = coef.sum(axis=0)
+  if not np.all(np.isfinite(coef)) or np.any(np.abs(total) < 1e-12):
+    raise ValueError(
+        f"The post-hoc EMA weights for sigma_rel={sig.tolist()} are not "
+        "finite or sum to 0: the snapshots cannot represent this width.")
+  coef = coef / total
+  norm_r = _inner(t_r, p_r, t_r, p_r)                             # [S]
+  resid_sq = (np.einsum("ks,kl,ls->s", coef, gram, coef)
+              - 2.0 * np.einsum("ks,ks->s", coef, cross) + norm_r)
+  residual = np.sqrt(np.maximum(resid_sq, 0.0) / norm_r)
+  if np.any(residual > max_residual):
+    bad = [f"{s:g} (rho={r:.3g})" for s, r in zip(sig, residual, strict=True)
+           if r > max_residual]
+    raise ValueError(
+        f"Too few snapshots for sigma_rel {', '.join(bad)} at step {t_r}: the "
+        f"relative residual of the profile fit exceeds max_residual="
+        f"{max_residual:g}.  Store snapshots more often, keep EMAs whose "
+        "widths bracket the target, or raise `max_residual`.")
+  weights = np.zeros((len(sig), len(t)))
+  weights[:, use] = coef.T
+  if scalar:
+    return weights[0], residual[0]
+  return weights, residual
+
+
+# ----------------------------------------------------------------------------
+# Snapshots.
+# ----------------------------------------------------------------------------
+
+
+def _describe(tree: Any) -> tuple:
+  """Structure, shapes and dtypes of a tree: what two snapshots must share."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef, tuple((tuple(np.shape(v)), str(jnp.result_type(v)))
+                        for v in leaves)
+
+
+def _mismatch(a: tuple, b: tuple) -> str:
+  """Why two ``_describe`` results differ, in words."""
+  if a[0] != b[0]:
+    return f"tree structure {b[0]} instead of {a[0]}"
+  for i, (x, y) in enumerate(zip(a[1], b[1], strict=True)):
+    if x != y:
+      return f"leaf {i} has shape/dtype {y} instead of {x}"
+  return "?"   # pragma: no cover
+
+
+@jax.tree_util.register_pytree_node_class
+class PosthocSnapshots:
+  """Stored post-hoc EMA snapshots: their steps, powers and parameters.
+
+  A pytree whose leaves are the parameters only: ``steps`` and ``powers`` are
+  static, so :func:`posthoc_ema` can be jitted with the snapshots as an
+  argument (a new set of steps retraces, new values do not).
+
+  Attributes:
+    steps: tuple of N ints, the step t_k of each snapshot, non-decreasing.
+    powers: tuple of N floats, the exponent p_k of each snapshot.
+    params: a tree like the params whose leaves carry a leading axis of size
+      N: leaf[k] belongs to snapshot k.
+
+  Build one with :meth:`PosthocSnapshotKeeper.snapshots`,
+  :meth:`PosthocSnapshots.load` (an Orbax directory),
+  :meth:`PosthocSnapshots.from_trees` (one tree per snapshot) or the
+  constructor (stacked leaves).
+
+  Example:
+    >>> import numpy as np, ftrl_adam as fa
+    >>> snaps = fa.PosthocSnapshots.from_trees(
+    ...     steps=[10, 10], powers=[3.0, 7.0],
+    ...     trees=[{"w": np.ones(2)}, {"w": np.zeros(2)}])
+    >>> len(snaps), snaps.params["w"].shape
+    (2, (2, 2))
+  """
+
+  def __init__(self, steps: Any, powers: Any, params: Any):
+    t = _steps("steps", steps)
+    p = _powers("powers", powers) if np.size(powers) else np.zeros(0)
+    if len(t) != len(p):
+      raise ValueError(f"`steps` and `powers` must have one entry per "
+                       f"snapshot, got {len(t)} and {len(p)}.")
+    if np.any(np.diff(t) < 0):
+      raise ValueError("`steps` must be non-decreasing (snapshots in the "
+                       f"order they were taken), got {t.tolist()}.")
+    leaves = jax.tree.leaves(params)
+    if not leaves:
+      raise ValueError("`params` has no array leaves.")
+    bad = [np.shape(v) for v in leaves
+           if np.ndim(v) == 0 or np.shape(v)[0] != len(t)]
+    if bad:
+      raise ValueError(
+          f"Every leaf of `params` must have a leading axis of size "
+          f"{len(t)} (one entry per snapshot), found shapes {bad[:3]}.")
+    self.steps = tuple(int(v) for v in t)
+    self.powers = tuple(float(v) for v in p)
+    self.params = params
+
+  @classmethod
+  def from_trees(cls, steps: Any, powers: Any,
+                 trees: Sequence[Any]) -> "PosthocSnapshots":
+    """Snapshots from one parameter tree per snapshot (stacked on axis 0).
+
+    Raises:
+      ValueError: the trees differ in structure, shape or dtype, or their
+        number differs from that of ``steps``.
+    """
+    trees = list(trees)
+    if not trees:
+      raise ValueError("Too few snapshots: `trees` is empty.")
+    if len(trees) != len(np.atleast_1d(steps)):
+      raise ValueError(f"`trees` must hold one tree per step: got "
+                       f"{len(trees)} trees and {len(np.atleast_1d(steps))} "
+                       "steps.")
+    first = _describe(trees[0])
+    for k, tree in enumerate(trees[1:], start=1):
+      d = _describe(tree)
+      if d != first:
+        raise ValueError(f"Snapshot trees do not match: tree {k} has "
+                         f"{_mismatch(first, d)}.")
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                           *trees)
+    return cls(steps, powers, stacked)
+
+  @classmethod
+  def load(cls, directory: Union[str, os.PathLike],
+           like: Any = None) -> "PosthocSnapshots":
+    """The snapshots a :class:`PosthocSnapshotKeeper` wrote to ``directory``.
+
+    Args:
+      directory: the keeper's Orbax checkpoint directory.
+      like: optional, one EMA tree as :func:`posthoc_emas_of` returns it (or
+        its ``jax.ShapeDtypeStruct`` version): the snapshots are restored into
+        that structure.  Without it Orbax returns nested dicts and lists.
+
+    Raises:
+      ValueError: no such directory, no snapshots in it, or snapshots that
+        do not match each other or ``like``.
+    """
+    return _load(directory, like)
+
+  def __len__(self) -> int:
+    return len(self.steps)
+
+  @property
+  def sigma_rels(self) -> tuple:
+    """The relative width of each snapshot's profile."""
+    return tuple(float(s) for s in _sigma_rel_of_power(self.powers))
+
+  def __repr__(self) -> str:
+    times = sorted(set(self.steps))
+    span = f"steps {times[0]}..{times[-1]}" if times else "no steps"
+    return (f"PosthocSnapshots({len(self)} snapshots, {span}, powers "
+            f"{sorted(set(self.powers))})")
+
+  def tree_flatten(self):
+    return (self.params,), (self.steps, self.powers)
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    obj = object.__new__(cls)
+    obj.steps, obj.powers = aux
+    (obj.params,) = children
+    return obj
+
+
+def posthoc_ema(
+    snapshots: PosthocSnapshots,
+    sigma_rel: Any,
+    *,
+    step: Optional[int] = None,
+    max_residual: float = 0.05,
+) -> Any:
+  r"""The parameters of the power EMA of width ``sigma_rel``, synthesised post hoc.
+
+  Karras et al. (2024): ``xhat_r = sum_k c_k xhat_k`` over the stored
+  snapshots, with the weights c of :func:`posthoc_ema_weights` (least squares
+  between the power-function profiles, closed-form inner products; the
+  derivation and the error bound are in the module docstring).  The sum runs
+  in the snapshots' dtype (float32 at least), at the highest matmul
+  precision; snapshots after ``step`` are not read.
+
+  It traces: under ``jax.jit`` pass the snapshots as an argument (their steps
+  and powers are static) and ``sigma_rel`` as a constant, e.g.
+  ``jax.jit(lambda s: fa.posthoc_ema(s, 0.07))``.  The weights are solved on
+  the host in float64 when the function is traced.
+
+  Args:
+    snapshots: a :class:`PosthocSnapshots`.
+    sigma_rel: the target width in (0, 12 ** -0.5], or a list of widths.
+    step: the step to synthesise at, one of the snapshot steps; default the
+      last.
+    max_residual: the largest relative residual of the profile fit accepted
+      (see :func:`posthoc_ema_weights`).
+
+  Returns:
+    A tree like one snapshot (no leading snapshot axis), or, for a list of
+    S widths, leaves with a leading axis of size S.
+
+  Raises:
+    ValueError: ``snapshots`` is not a :class:`PosthocSnapshots`, or any
+      reason of :func:`posthoc_ema_weights`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
+    >>> p07 = fa.power_from_sigma_rel(0.07)  # an EMA run directly, to compare
+    >>> tx = optax.chain(optax.sgd(0.05), fa.ema_params(power=p07),
+    ...                  fa.posthoc_ema_params())   # keeps sigma_rel 0.05, 0.10
+    >>> params = {"w": jnp.array([1.0])}
+    >>> state = tx.init(params)
+    >>> keeper = fa.PosthocSnapshotKeeper(every=10)
+    >>> for _ in range(200):            # gradient descent on w**2 / 2
+    ...   updates, state = tx.update(params, state, params)
+    ...   params = optax.apply_updates(params, updates)
+    ...   _ = keeper.update(state)
+    >>> snaps = keeper.snapshots()
+    >>> len(snaps)                      # 20 steps x 2 EMAs
+    40
+    >>> w = fa.posthoc_ema(snaps, 0.07)["w"][0]
+    >>> direct = fa.ema_params_of(state)["w"][0]
+    >>> bool(abs(w - direct) < 1e-3 * (1.0 - float(params["w"][0])))
+    True
+
+  References:
+    Karras, Aittala, Lehtinen, Hellsten, Aila & Laine, *Analyzing and
+    Improving the Training Dynamics of Diffusion Models*, CVPR 2024,
+    https://arxiv.org/abs/2312.02696.
+  """
+  if not isinstance(snapshots, PosthocSnapshots):
+    raise ValueError(
+        "`snapshots` must be a PosthocSnapshots (from "
+        "PosthocSnapshotKeeper.snapshots(), PosthocSnapshots.load(...) or "
+        f"PosthocSnapshots.from_trees(...)), got {type(snapshots).__name__}.")
+  weights, _ = posthoc_ema_weights(snapshots.steps, snapshots.powers,
+                                   sigma_rel, step=step,
+                                   max_residual=max_residual)
+  used = int(np.count_nonzero(np.asarray(snapshots.steps) <= (
+      max(snapshots.steps) if step is None else step)))
+  w = weights[..., :used]
+
+  def combine(leaf):
+    leaf = jnp.asarray(leaf)
+    ct = jnp.promote_types(leaf.dtype, jnp.float32)
+    out = jnp.tensordot(jnp.asarray(w, ct), leaf[:used].astype(ct), axes=1,
+                        precision=jax.lax.Precision.HIGHEST)
+    return out.astype(leaf.dtype)
+
+  return jax.tree.map(combine, snapshots.params)
+
+
+# ----------------------------------------------------------------------------
+# The keeper.
+# ----------------------------------------------------------------------------
+
+
+def _host(tree: Any) -> Any:
+  """A host (NumPy) copy of a tree of arrays."""
+  return jax.tree.map(lambda v: np.array(v), jax.device_get(tree))
+
+
+def _single(name: str, value: Any) -> np.ndarray:
+  """``value`` with any leading vmapped axes removed: every configuration
+  must hold the same count (a scalar) or powers (a vector)."""
+  arr = np.asarray(jax.device_get(value))
+  rows = arr.reshape(-1) if name == "count" else arr.reshape(-1, arr.shape[-1])
+  if not np.all(rows == rows[:1]):
+    raise ValueError(f"The PosthocEmaState's `{name}` differs across the "
+                     "vmapped configurations; a keeper needs one value.")
+  return rows[0]
+
+
+class PosthocSnapshotKeeper:
+  """Stores the EMAs of :func:`posthoc_ema_params` every ``every`` steps.
+
+  Call :meth:`update` with the optimizer state (or a ``TrainState``, an
+  ``nnx.Optimizer``, anything holding one :class:`PosthocEmaState`) after
+  each training step, or after each chunk of ``every`` steps: when the
+  state's step count is a multiple of ``every`` (and not stored yet), the
+  EMAs are copied to host memory, or, with ``directory``, written to an
+  Orbax checkpoint directory (one checkpoint per step, the EMAs and a JSON
+  record of the step and powers), which a new keeper on the same directory
+  continues.  :meth:`save` stores the current step regardless of ``every``
+  (e.g. the last one).  Vmapped states work: the snapshots keep the
+  configuration axes.  Single process: the EMAs are gathered to the host.
+
+  Args:
+    every: store a snapshot every k >= 1 optimizer steps.
+    directory: None (host memory) or an Orbax checkpoint directory.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
+    >>> tx = optax.chain(optax.sgd(0.1), fa.posthoc_ema_params())
+    >>> params = {"w": jnp.ones(3)}
+    >>> state = tx.init(params)
+    >>> keeper = fa.PosthocSnapshotKeeper(every=5)
+    >>> for _ in range(12):
+    ...   updates, state = tx.update(params, state, params)
+    ...   params = optax.apply_updates(params, updates)
+    ...   _ = keeper.update(state)
+    >>> keeper.steps
+    (5, 10)
+    >>> keeper.save(state)              # the last step too
+    True
+    >>> keeper.snapshots().steps
+    (5, 5, 10, 10, 12, 12)
+  """
+
+  def __init__(self, every: int, directory: Optional[
+      Union[str, os.PathLike]] = None):
+    if isinstance(every, (bool, np.bool_)) or not isinstance(
+        every, (int, np.integer)) or every < 1:
+      raise ValueError(f"`every` must be an integer >= 1, got {every!r}.")
+    self.every = int(every)
+    self.directory = None if directory is None else os.fspath(directory)
+    self._records: list = []       # memory: (step, tuple of host trees)
+    self._powers: Optional[tuple] = None
+    self._layout: Optional[tuple] = None
+    self._manager = None
+    self._saved: set = set()
+    if self.directory is not None:
+      self._manager = _manager(self.directory, create=True)
+      self._saved = set(int(s) for s in self._manager.all_steps())
+      if self._saved:
+        meta = _restore_meta(self._manager, min(self._saved))
+        self._powers = tuple(float(v) for v in meta["powers"])
+
+  @property
+  def steps(self) -> tuple:
+    """The steps stored so far, in order."""
+    return tuple(sorted(self._saved))
+
+  def update(self, opt_state: Any) -> bool:
+    """Stores the EMAs if the step count is a multiple of ``every``.
+
+    Returns:
+      True if a snapshot was stored.
+    """
+    state = _find_state(opt_state)
+    count = int(_single("count", state.count))
+    if count == 0 or count % self.every or count in self._saved:
+      return False
+    return self._store(count, state)
+
+  def save(self, opt_state: Any) -> bool:
+    """Stores the EMAs of the current step now (unless already stored).
+
+    Raises:
+      ValueError: no EMA update has happened yet (step 0).
+    """
+    state = _find_state(opt_state)
+    count = int(_single("count", state.count))
+    if count == 0:
+      raise ValueError("No snapshot at step 0: the EMAs have not been "
+                       "updated yet (call save after a training step).")
+    if count in self._saved:
+      return False
+    return self._store(count, state)
+
+  def _store(self, count: int, state: PosthocEmaState) -> bool:
+    powers = tuple(float(v) for v in _single("powers", state.powers))
+    if self._powers is None:
+      self._powers = powers
+    elif powers != self._powers:
+      raise ValueError(
+          f"The EMA powers changed at step {count}: {powers} instead of "
+          f"{self._powers} (one keeper per posthoc_ema_params).")
+    emas = _host(state.emas)
+    layout = _describe(emas[0])
+    if self._layout is None:
+      self._layout = layout
+    elif layout != self._layout:
+      raise ValueError(f"Snapshot trees do not match: the EMAs at step "
+                       f"{count} have {_mismatch(self._layout, layout)}.")
+    if self._manager is None:
+      self._records.append((count, emas))
+    else:
+      import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+      self._manager.save(count, args=ocp.args.Composite(
+          emas=ocp.args.StandardSave(emas),
+          meta=ocp.args.JsonSave({"step": count, "powers": list(powers)})))
+    self._saved.add(count)
+    return True
+
+  def wait(self) -> None:
+    """Waits for pending Orbax writes (nothing to do in memory)."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Finishes the Orbax writes and releases the checkpoint manager."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+      self._manager.close()
+      self._manager = None
+
+  def snapshots(self, like: Any = None) -> PosthocSnapshots:
+    """All stored snapshots, oldest first, the EMAs of each step in order.
+
+    Args:
+      like: for a directory keeper, the structure to restore into (see
+        :meth:`PosthocSnapshots.load`); ignored in memory.
+
+    Raises:
+      ValueError: nothing stored yet.
+    """
+    if self.directory is not None:
+      self.wait()
+      return _load(self.directory, like)
+    if not self._records:
+      raise ValueError("Too few snapshots: the keeper has stored none yet "
+                       f"(it stores every {self.every} steps).")
+    records = sorted(self._records, key=lambda r: r[0])
+    steps = [s for s, emas in records for _ in emas]
+    powers = [p for _ in records for p in self._powers]
+    trees = [tree for _, emas in records for tree in emas]
+    return PosthocSnapshots.from_trees(steps, powers, trees)
+
+
+def _manager(directory: str, create: bool):
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=None, create=create))
+
+
+def _restore_meta(manager, step: int) -> dict:
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  return manager.restore(step, args=ocp.args.Composite(
+      meta=ocp.args.JsonRestore())).meta
+
+
+def _load(directory: Union[str, os.PathLike], like: Any) -> PosthocSnapshots:
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  directory = os.fspath(directory)
+  if not os.path.isdir(directory):
+    raise ValueError(f"`directory` {directory!r} does not exist: no "
+                     "post-hoc EMA snapshots to load.")
+  manager = _manager(directory, create=False)
+  try:
+    all_steps = sorted(int(s) for s in manager.all_steps())
+    if not all_steps:
+      raise ValueError(f"Too few snapshots: {directory!r} holds none.")
+    target = None
+    if like is not None:
+      target = jax.tree.map(
+          lambda v: jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)),
+          _unwrap(like))
+    steps, powers, trees, first_powers = [], [], [], None
+    for s in all_steps:
+      meta = _restore_meta(manager, s)
+      pw = tuple(float(v) for v in meta["powers"])
+      if first_powers is None:
+        first_powers = pw
+      elif pw != first_powers:
+        raise ValueError(f"Snapshot trees do not match: step {s} in "
+                         f"{directory!r} has powers {pw}, step {all_steps[0]} "
+                         f"has {first_powers}.")
+      args = (ocp.args.StandardRestore() if target is None else
+              ocp.args.StandardRestore(tuple(target for _ in pw)))
+      try:
+        emas = manager.restore(s, args=ocp.args.Composite(emas=args)).emas
+      except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"Snapshot trees do not match: step {s} in "
+                         f"{directory!r} does not restore into `like`: "
+                         f"{e}") from e
+      if int(meta["step"]) != s:
+        raise ValueError(f"{directory!r}: checkpoint {s} records step "
+                         f"{meta['step']}.")
+      for p, tree in zip(pw, emas, strict=True):
+        steps.append(s)
+        powers.append(p)
+        trees.append(tree)
+  finally:
+    manager.close()
+  return PosthocSnapshots.from_trees(steps, powers, trees)
