@@ -77,8 +77,8 @@ def discounted_regret(
     A Python float.
 
   Example:
-    >>> from ftrl_adam import regret
-    >>> regret.discounted_regret([[1.0], [-1.0]], [[0.0], [0.5]], 0.5,
+    >>> from ftrl_adam import testing
+    >>> testing.discounted_regret([[1.0], [-1.0]], [[0.0], [0.5]], 0.5,
     ...                          radius=1.0)  # 0.5 * 0 - 0.5 + |0.5 - 1|
     0.0
   """
@@ -121,11 +121,11 @@ def scaled_ftrl_regret(
     ValueError: if b1**-T would overflow float64.
 
   Example:
-    >>> from ftrl_adam import regret
+    >>> from ftrl_adam import testing
     >>> g, x = [[1.0], [-1.0]], [[0.0], [0.5]]
-    >>> regret.scaled_ftrl_regret(g, x, 0.5, u=0.25) * 0.5 ** 2
+    >>> testing.scaled_ftrl_regret(g, x, 0.5, u=0.25) * 0.5 ** 2
     -0.375
-    >>> regret.discounted_regret(g, x, 0.5, u=0.25)
+    >>> testing.discounted_regret(g, x, 0.5, u=0.25)
     -0.375
   """
   _checks.check_choice("domain", domain, DOMAINS)
@@ -166,8 +166,8 @@ def ftrl_plays(
     ``(T, d)`` float64 array of the plays x_1..x_T.
 
   Example:
-    >>> from ftrl_adam import regret
-    >>> x = regret.ftrl_plays([[2.0], [2.0], [0.0]], 0.5, 0.25, c=1.0,
+    >>> from ftrl_adam import testing
+    >>> x = testing.ftrl_plays([[2.0], [2.0], [0.0]], 0.5, 0.25, c=1.0,
     ...                       radius=5.0)
     >>> x[:, 0].round(4).tolist()   # -(0.5 * 2 + 2) / sqrt(0.25 * 4 + 4)
     [0.0, -1.0, -1.3416]

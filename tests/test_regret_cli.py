@@ -153,7 +153,8 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
   """In process on 1 device, and as `python -m ftrl_adam.cli` on 8.
 
   The subprocess also goes through --distributed (jax.distributed with one
-  process: the multi-host code path, short of a second host).
+  process).  Bit-identity across device counts (batch shapes) is the
+  --reproducible mode's promise, so both runs use it.
   """
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
       os.environ.get("XLA_FLAGS", "") +
@@ -161,14 +162,15 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
   eight = tmp_path / "eight"
   proc = subprocess.Popen(
       [sys.executable, "-m", "ftrl_adam.cli", "regret", "--quick",
-       "--chunk-size", "5", "--no-plots", "--out", str(eight),
+       "--chunk-size", "5", "--no-plots", "--reproducible", "--out",
+       str(eight),
        "--distributed", "--coordinator", f"localhost:{_free_port()}",
        "--num-processes", "1", "--process-id", "0"],
       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     one = tmp_path / "one"
-    assert cli.main(["regret", "--quick", "--chunk-size", "5", "--out",
-                     str(one)]) == 0
+    assert cli.main(["regret", "--quick", "--chunk-size", "5",
+                     "--reproducible", "--out", str(one)]) == 0
     printed = capsys.readouterr()
     stdout, stderr = proc.communicate(timeout=240)
   finally:
@@ -183,11 +185,12 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
   assert tuple(rows[0]) == regret.BETA_GRID_COLUMNS
   spec = regret.beta_grid(b1=study.QUICK["b1"], b2=study.QUICK["b2"],
                           seeds=2, adversaries="switch,gaussian")
-  assert len(rows) - 1 == spec.n_games == 2 * 3 * 3 * 2
+  # switch is deterministic: once per (b1, b2); gaussian: per seed
+  assert len(rows) - 1 == spec.n_games == 3 * 3 + 3 * 3 * 2
   body = np.array(rows[1:], dtype=object)
   cols = {name: body[:, j] for j, name in enumerate(rows[0])}
   assert set(cols["adversary"]) == {"switch", "gaussian"}
-  for name in rows[0][2:]:
+  for name in rows[0][3:]:         # after adversary, stochastic, domain
     values = cols[name].astype(np.float64)
     assert np.isfinite(values).all(), name
   assert (cols["regret_over_bound"].astype(float) <= 1).all()     # D3
@@ -196,13 +199,17 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
   assert run["status"] == "complete" and run["format"] == study.FORMAT
   assert run["config"]["T"] == 300 and run["config"]["chunk_size"] == 5
   assert run["versions"]["jax"] == jax.__version__
-  assert list(run["columns_csv"]) == list(regret.BETA_GRID_COLUMNS)
+  assert run["config"]["reproducible"] is True
+  assert {r["adversary"] for r in run["summary"]} == {"switch", "gaussian",
+                                                     "worst"}
+  assert run["seconds"]["compute"] > 0
   for png in [n for n in QUICK_FILES if n.endswith(".png")]:
     assert (one / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert "best b2" in printed.out and "worst (max over adversaries" in (
       printed.out)
   assert (one / "summary.txt").read_text().strip() in printed.out.strip()
-  assert "chunk 4/4" in printed.err       # the progress lines
+  assert "beta-grid: 27 cells" in printed.err     # the size, first
+  assert "chunk 2/2" in printed.err       # the progress lines
 
   # 8 devices: the same table, byte for byte
   assert (eight / "results.csv").read_bytes() == (
@@ -213,23 +220,26 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
 
 
 def test_interrupted_run_resumes_to_the_identical_table(tmp_path):
+  # switch: 6 learner cells, one deterministic stream -> 1 chunk;
+  # gaussian: 2 seeds x 6 learner cells, a chunk holds one seed's group -> 2
   spec = regret.beta_grid(**dict(SMALL, adversaries="switch,gaussian",
-                                 radius=1.0))      # 12 games, 3 chunks each
+                                 radius=1.0))
   whole = regret.run_beta_grid(spec, out_dir=tmp_path / "whole",
                                progress=False)
   folder = tmp_path / "run"
   computed = []
 
-  def stop_after_four(info):
+  def stop_after_two(info):
     computed.append(info.index)
-    if len(computed) == 4:
+    if len(computed) == 2:
       raise _Stop
 
   with pytest.raises(_Stop):
     regret.run_beta_grid(spec, out_dir=folder, progress=False,
-                         on_chunk=stop_after_four)
-  assert computed == [0, 1, 2, 0]            # switch done, gaussian chunk 0
-  assert json.loads((folder / "run.json").read_text())["status"] == "running"
+                         on_chunk=stop_after_two)
+  assert computed == [0, 0]                  # switch done, gaussian chunk 0
+  assert json.loads((folder / "run.json").read_text())["status"] == (
+      "interrupted")
   assert not (folder / "results.csv").exists()
   assert sorted(os.listdir(folder / "grid_gaussian")) == [
       "chunk_000000.npz", "manifest.json"]
@@ -237,7 +247,7 @@ def test_interrupted_run_resumes_to_the_identical_table(tmp_path):
   computed.clear()
   again = regret.run_beta_grid(spec, out_dir=folder, progress=False,
                                on_chunk=lambda info: computed.append(info.index))
-  assert computed == [1, 2]                   # only what was missing
+  assert computed == [1]                      # only what was missing
   assert (folder / "results.csv").read_bytes() == (
       tmp_path / "whole" / "results.csv").read_bytes()
   for k in regret.BETA_GRID_COLUMNS:
@@ -319,7 +329,7 @@ def test_foreign_corrupt_and_changed_folders_are_refused(tmp_path, capsys):
     (["--radius", "0"], "--radius values must lie in (0, inf)"),
     (["--c", "-1"], "--c values must lie in (0, inf)"),
     (["--lrs", "0.1,nan"], "--lrs values must lie in (0, inf)"),
-    (["--c", "1", "--lrs", "0.1"], "argument --lrs: not allowed with argument --c"),
+    (["--c", "1", "--lrs", "0.1"], "Give --c or --lrs"),
     (["--G", "0"], "--G must be a finite number > 0"),
     (["--kappa", "inf"], "--kappa must be a finite number > 0"),
     (["--domain", "sphere"], "argument --domain: invalid choice"),

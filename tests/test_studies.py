@@ -136,11 +136,12 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   assert _study_cli([*TINY, "--out", out]) == 0
   printed = capsys.readouterr()
   assert "best b2 for each b1 (val_loss" in printed.out
-  assert "grid: 16 cells in 2 chunk(s)" in printed.err
+  assert "study train (1/1): 16 cells in 2 chunk(s)" in printed.err
   files = set(os.listdir(out))
   assert {"results.csv", "tuned.csv", "run.json", "summary.txt",
           "heatmap_val_loss.png", "heatmap_val_loss_ema.png",
-          "heatmap_lr.png", "manifest.json"} <= files
+          "heatmap_lr.png", "grid_train"} == files
+  assert "manifest.json" in os.listdir(os.path.join(out, "grid_train"))
   with open(os.path.join(out, "results.csv")) as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 16
@@ -155,7 +156,7 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   assert meta["config"]["task"] == "quadratic"
   assert meta["config"]["steps"] == 60
   assert meta["config"]["axes"]["lr"] == pytest.approx([0.03, 0.1])
-  assert len(meta["best_b2_per_b1"]) == 2
+  assert meta["status"] == "complete" and len(meta["summary"]) == 2
   assert "jax" in meta["versions"]
   for png in ("heatmap_val_loss.png", "heatmap_lr.png"):
     with open(os.path.join(out, png), "rb") as f:
@@ -172,7 +173,8 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
 
   # Another study into the same folder is refused, cleanly.
   assert _study_cli([*TINY, "--steps", "30", "--out", out]) == 2
-  assert "different run" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "different study" in err and "steps: 60 -> 30" in err
 
 
 # ----------------------------------------------------------------------------
@@ -189,13 +191,13 @@ def no_compile(monkeypatch):
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(task="mnist"), r"`task` must be one of 'digits', 'charlm'"),
-    (dict(b1=[]), r"`b1` must be a non-empty list"),
+    (dict(b1=[]), r"`b1`: .*non-empty"),
     (dict(b2=""), r"`b2`"),
-    (dict(seeds=0), r"`seeds` .* grid would be empty"),
-    (dict(learning_rates=[]), r"`learning_rates` must be a non-empty"),
-    (dict(learning_rates=[1e-3, 0.0]), r"`learning_rates` must lie in \(0, inf\)"),
-    (dict(learning_rates=[-1e-3]), r"`learning_rates` must lie in \(0, inf\)"),
-    (dict(b1=[0.9, 1.0]), r"`b1` must lie in \[0, 1\)"),
+    (dict(seeds=0), r"`seeds` must be a number of seeds >= 1"),
+    (dict(learning_rates=[]), r"`learning_rates`: .*non-empty"),
+    (dict(learning_rates=[1e-3, 0.0]), r"`learning_rates` values must lie in \(0, inf\)"),
+    (dict(learning_rates=[-1e-3]), r"`learning_rates` values must lie in \(0, inf\)"),
+    (dict(b1=[0.9, 1.0]), r"`b1` values must lie in \[0, 1\)"),
     (dict(steps=0), r"`steps` must be an integer >= 1"),
     (dict(metric="accuracy"), r"`metric` must be one of"),
     (dict(task_options={"hidden": 0}), r"`hidden` must be an integer >= 1"),
@@ -227,9 +229,9 @@ def test_make_task_and_train_bad_input():
 @pytest.mark.parametrize("argv,match", [
     (["--task", "mnist"], "invalid choice: 'mnist'"),
     (["--b1", ""], "--b1"),
-    (["--lrs", "0"], r"--lrs \(`learning_rates`\) must lie in \(0, inf\)"),
+    (["--lrs", "0"], r"--lrs values must lie in \(0, inf\)"),
     (["--lrs", "1e-3,-1e-3"], r"--lrs"),
-    (["--seeds", "0"], "grid would be empty"),
+    (["--seeds", "0"], "--seeds must be a number of seeds >= 1"),
     (["--steps", "0"], "--steps must be an integer >= 1"),
     (["--option", "nope"], "expected KEY=VALUE"),
     (["--b2", "log1m:0.9:1.2:3"], "--b2"),

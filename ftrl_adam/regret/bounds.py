@@ -76,7 +76,8 @@ def init_streams(d: int, domain: str = "box") -> BoundStreams:
 
   Example:
     >>> from ftrl_adam import regret
-    >>> regret.init_streams(3).v.shape, regret.init_streams(3, "ball").v.shape
+    >>> from ftrl_adam.regret import bounds
+    >>> bounds.init_streams(3).v.shape, bounds.init_streams(3, "ball").v.shape
     ((3,), ())
   """
   _checks.check_choice("domain", domain, DOMAINS)
@@ -116,7 +117,8 @@ def update_streams(
   Example:
     >>> import jax.numpy as jnp
     >>> from ftrl_adam import regret
-    >>> s = regret.update_streams(regret.init_streams(1), jnp.array([2.0]),
+    >>> from ftrl_adam.regret import bounds
+    >>> s = bounds.update_streams(bounds.init_streams(1), jnp.array([2.0]),
     ...                           b1=0.9, b2=0.99, c=1.0, radius=1.0)
     >>> s.v.tolist(), s.sigma.tolist()  # first round: the min is 2 D |g|
     ([4.0], [4.0])
@@ -185,9 +187,10 @@ def d3_bound(
   Example:
     >>> import jax.numpy as jnp
     >>> from ftrl_adam import regret
-    >>> s = regret.init_streams(1)
+    >>> from ftrl_adam.regret import bounds
+    >>> s = bounds.init_streams(1)
     >>> for g in [1.0, -1.0, 1.0]:
-    ...   s = regret.update_streams(s, jnp.array([g]), b1=0.5, b2=0.25, c=1.0,
+    ...   s = bounds.update_streams(s, jnp.array([g]), b1=0.5, b2=0.25, c=1.0,
     ...                             radius=1.0)
     >>> round(float(regret.d3_bound(s, c=1.0, radius=1.0)), 4)
     2.4672
@@ -232,6 +235,7 @@ def d4_bound(
   Example:
     >>> import jax.numpy as jnp
     >>> from ftrl_adam import regret
+    >>> from ftrl_adam.regret import bounds
     >>> b = regret.d4_bound(jnp.array([4.0]), b1=0.5, b2=0.25, c=1.0, radius=1.0)
     >>> round(float(b), 4)  # (1/2 + 2 sqrt(2) * 2) * 2
     12.3137
@@ -264,6 +268,7 @@ def minimax_order(radius: Any, G: Any, b1: Any) -> jax.Array:
 
   Example:
     >>> from ftrl_adam import regret
+    >>> from ftrl_adam.regret import bounds
     >>> round(float(regret.minimax_order(1.0, 1.0, 0.6)), 4)
     1.25
   """
@@ -289,6 +294,7 @@ def switch_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
 
   Example:
     >>> from ftrl_adam import regret
+    >>> from ftrl_adam.regret import bounds
     >>> round(float(regret.switch_order(1.0, 1.0, 0.9, 0.99)), 4)
     10.0
   """
@@ -314,6 +320,7 @@ def alternating_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
 
   Example:
     >>> from ftrl_adam import regret
+    >>> from ftrl_adam.regret import bounds
     >>> round(float(regret.alternating_order(1.0, 1.0, 0.6, 0.36)), 4)
     1.25
   """
@@ -341,6 +348,7 @@ def oblivious_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
 
   Example:
     >>> from ftrl_adam import regret
+    >>> from ftrl_adam.regret import bounds
     >>> round(float(regret.oblivious_order(1.0, 1.0, 0.6, 0.36)), 4)  # = minimax
     1.25
   """
@@ -366,6 +374,7 @@ def switch_lengths(b1: Any, b2: Any, kappa: Any = 1.0) -> tuple[jax.Array, jax.A
 
   Example:
     >>> from ftrl_adam import regret
+    >>> from ftrl_adam.regret import bounds
     >>> [int(x) for x in regret.switch_lengths(0.9, 0.75)]
     [32, 2]
   """
