@@ -1,6 +1,6 @@
 """ftrl_adam: Adam as follow-the-regularised-leader on the updates, for optax and Flax.
 
-The public API (DESIGN.md):
+The public API:
 
 * :func:`scale_by_ftrl_adam`, :func:`ftrl_adam` - the FTRL-update Adam transforms;
 * :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains;
@@ -45,7 +45,7 @@ from ftrl_adam.recipes import ahn_cutkosky
 
 __version__ = "0.1.0"
 
-# The lab (DESIGN.md, two layers) loads on first use: ``fa.regret``,
+# The lab (the layer above the optimizer) loads on first use: ``fa.regret``,
 # ``fa.grid``, ``fa.studies``, ``fa.plots`` and ``fa.testing`` work, and
 # ``import ftrl_adam`` loads none of them (tests/test_layering.py).
 _LAZY_SUBMODULES = ("grid", "plots", "regret", "studies", "testing")

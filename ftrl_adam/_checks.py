@@ -1,8 +1,8 @@
 """Validation and canonicalisation of hyperparameters (private).
 
 Every factory in the package turns its numeric hyperparameters into float32
-``jax.Array`` values *before* building the transform (DESIGN.md, "Hyperparameters
-are arrays"), so that a scalar run, an ``optax.inject_hyperparams`` run and a
+``jax.Array`` values *before* building the transform ("hyperparameters are
+arrays"), so that a scalar run, an ``optax.inject_hyperparams`` run and a
 vmapped grid cell execute the same float32 arithmetic.  Concrete values are
 checked eagerly and a bad one raises a ``ValueError`` that names the argument
 and the allowed range; traced values (inside ``jit``/``vmap``) cannot be
@@ -96,7 +96,7 @@ def canonical_schedule(
   """Turns a float or a schedule into a schedule returning float32.
 
   A constant becomes a constant schedule, so the state of the transform that
-  applies it has the same structure whichever the user passes (STYLE.md).
+  applies it has the same structure whichever the user passes.
   """
   if callable(learning_rate):
     return lambda count: jnp.asarray(learning_rate(count), dtype=jnp.float32)

@@ -119,8 +119,8 @@ def zeros_like(p, dtype=None) -> jax.Array:
 
   Works for arrays, tracers, ``jax.ShapeDtypeStruct`` (with or without a
   sharding) and Python or NumPy scalars, so optimizer state created by
-  ``init`` is laid out like the parameters it belongs to (STYLE.md: sharding
-  types stable).  An uncommitted array gives uncommitted zeros and a committed
+  ``init`` is laid out like the parameters it belongs to (sharding types
+  stable across steps).  An uncommitted array gives uncommitted zeros and a committed
   one committed zeros with its sharding: a jitted loop then sees the same
   placement on every call and compiles once.
   """

@@ -2,8 +2,8 @@
 
 Shared by :func:`ftrl_adam.ema_params_of` and
 :func:`ftrl_adam.nonconvex_iterate`.  Evaluation helpers that ``getattr`` on the
-top-level state break as soon as the transform sits inside ``optax.chain``
-(STYLE.md), so the state is searched by type in the whole pytree instead:
+top-level state break as soon as the transform sits inside ``optax.chain``,
+so the state is searched by type in the whole pytree instead:
 through ``optax.chain``, ``named_chain``, ``masked``, ``inject_hyperparams``,
 ``MultiSteps``, a Flax Linen ``TrainState`` or an ``nnx.Optimizer``.
 """

@@ -12,10 +12,10 @@ from ftrl_adam import cli
     ("step", ["--sizes", "4096", "--repeats", "2"],
      lambda d: {r["optimizer"] for r in d["results"]}
      == {"optax.adam", "ftrl_adam", "ftrl_adam box"}),
-    ("grid", ["--cells", "8", "--T", "20", "--workloads", "switch:1",
-              "--repeats", "1"],
-     lambda d: {r["path"] for r in d["results"]} >= {"(a) loop", "(b) grid",
-                                                     "(c) parallel"}),
+    ("grid", ["--cells", "16", "--T", "20", "--workloads", "switch:1",
+              "gaussian:2", "--repeats", "1"],
+     lambda d: {r["path"] for r in d["results"]} == {
+         "(a) loop", "(b) grid", "(b0) per-cell grid (0.1.0)"}),
     ("study", ["--tasks", "quadratic", "--ks", "2", "--steps", "20",
                "--repeats", "1"],
      lambda d: d["tasks"][0]["results"][0]["k"] == 2),

@@ -1,4 +1,4 @@
-"""Benchmarks of the package (DESIGN.md performance targets).
+"""Benchmarks of the package (each module states its targets).
 
 Run them as ``ftrl-adam bench step|grid|study [options]`` or
 ``python benchmarks/NAME.py``.  Each prints a table that names the device it

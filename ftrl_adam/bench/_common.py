@@ -65,16 +65,23 @@ RESULTS_DIR = None
 
 
 def default_results_dir() -> str:
-  """``benchmarks/results`` of a checkout when run from its root, else ``bench-results``."""
-  here = os.path.join("benchmarks", "results")
-  return here if os.path.isdir("benchmarks") else "bench-results"
+  """``./bench-results``: never the committed ``benchmarks/results``."""
+  return "bench-results"
 
 
 def add_out_option(parser) -> None:
   parser.add_argument(
       "--out", default=None,
-      help="folder for the JSON results (default: benchmarks/results in a "
-           "checkout's root, else ./bench-results)")
+      help="folder for the JSON results (default ./bench-results; pass "
+           "--out benchmarks/results in a checkout to refresh the committed "
+           "figures)")
+
+
+def positive_ints(parser, name: str, values) -> None:
+  """parser.error unless every value of option ``name`` is an int >= 1."""
+  bad = [v for v in values if v < 1]
+  if bad:
+    parser.error(f"{name} must be integers >= 1, got {bad}")
 
 
 def set_out(path) -> None:

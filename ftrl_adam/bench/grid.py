@@ -104,16 +104,28 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(prog="ftrl-adam bench grid", description=__doc__.splitlines()[0])
   ap.add_argument("--cells", type=int, nargs="+", default=[64, 256, 1024],
-                  help="grid sizes (multiples of 4 seeds)")
+                  help="games per workload: 4 seeds x b1 x b2, multiples of 16 "
+                       "(default 64 256 1024)")
   ap.add_argument("--T", type=int, default=1000, help="rounds per game")
   ap.add_argument("--workloads", nargs="+",
                   default=["gaussian:64", "gaussian:1", "switch:1"],
                   help="ADVERSARY:D pairs")
-  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--repeats", type=int, default=3,
+                  help="interleaved repeats; the median is reported")
   ap.add_argument("--peak-tflops", type=float, default=None,
                   help="the device's FP32 peak, for the roofline fraction")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
+  bad = [n for n in args.cells if n < 16 or n % 16]
+  if bad:
+    ap.error(f"--cells must be multiples of 16 (4 seeds x b1 x b2), got {bad}")
+  _common.positive_ints(ap, "--T", [args.T])
+  _common.positive_ints(ap, "--repeats", [args.repeats])
+  for w in args.workloads:
+    adversary, sep, d = w.partition(":")
+    if not sep or not d.isdigit() or int(d) < 1:
+      ap.error(f"--workloads takes ADVERSARY:D pairs such as gaussian:64, "
+               f"got {w!r}")
   _common.set_out(args.out)
   kind = jax.devices()[0].device_kind
   peak = args.peak_tflops or PEAK_FP32_TFLOPS.get(kind)

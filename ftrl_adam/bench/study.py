@@ -119,16 +119,25 @@ def _bench_task(name, args):
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(prog="ftrl-adam bench study", description=__doc__.splitlines()[0])
   ap.add_argument("--tasks", nargs="+", default=["digits", "quadratic"],
-                  choices=tuple(studies.TASKS))
-  ap.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256])
+                  choices=tuple(studies.TASKS),
+                  help="built-in tasks to train (default digits quadratic)")
+  ap.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256],
+                  help="numbers K of configurations trained in one program "
+                       "(default 16 64 256)")
   ap.add_argument("--steps", type=int, default=None,
                   help="training steps per run; default each task's")
-  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--repeats", type=int, default=3,
+                  help="interleaved repeats; the median is reported")
   ap.add_argument("--measure-max", type=int, default=64,
                   help="time at most this many sequential runs per K; "
                        "extrapolate the rest")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
+  _common.positive_ints(ap, "--ks", args.ks)
+  _common.positive_ints(ap, "--repeats", [args.repeats])
+  _common.positive_ints(ap, "--measure-max", [args.measure_max])
+  if args.steps is not None:
+    _common.positive_ints(ap, "--steps", [args.steps])
   _common.set_out(args.out)
 
   device = _common.device_name()

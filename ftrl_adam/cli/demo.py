@@ -51,16 +51,25 @@ def run(args: argparse.Namespace) -> int:
   return 0
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+  """Shows a default only where there is one."""
+
+  def _get_help_string(self, action):
+    if action.default is None:
+      return action.help
+    return super()._get_help_string(action)
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
   demo = sub.add_parser(
       "demo", help="train a least-squares model with ftrl_adam; print the loss",
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+      formatter_class=_Defaults)
   demo.add_argument("--steps", type=int, default=500, help="training steps")
   demo.add_argument("--lr", type=float, default=0.05, help="learning rate")
   demo.add_argument("--b1", type=float, default=0.9, help="beta1 in [0, 1)")
   demo.add_argument("--b2", type=float, default=0.99, help="beta2 in [0, 1)")
   demo.add_argument("--radius", type=float, default=None,
-                    help="clip the update to a box of this radius")
+                    help="clip the update to a box of this radius (default: no clipping)")
   demo.add_argument("--seed", type=int, default=0, help="PRNG seed")
   demo.set_defaults(func=run, _parser=demo)
   return demo

@@ -1,6 +1,6 @@
 """The lab: what runs *on top of* the optimizer (loaded only when used).
 
-Data flows one way (DESIGN.md): adversary -> game (the transform's own
+Data flows one way: adversary -> game (the transform's own
 ``update``) -> running sums -> regret, bound -> experiment spec -> runner
 (vmap, shard, chunk, resume) -> table -> report -> CLI.
 

@@ -90,36 +90,6 @@ STUDY_OPTIONS: tuple[_opt.Option, ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class StudyResult:
-  """What :func:`run_study` returns.
-
-  Attributes:
-    cells: the tidy table, one entry per cell: ``b1, b2, lr, seed`` and every
-      metric of :func:`ftrl_adam.studies.train`.
-    tuned: one entry per (b1, b2): the learning rate tuned for each metric of
-      :data:`TUNE_METRICS` (``lr_<metric>``), the metric's mean and standard
-      deviation over seeds at that learning rate (``<metric>``,
-      ``<metric>_std``), ``diverged`` (seeds diverged at the learning rate tuned
-      for ``metric``) and, for tasks with an accuracy, ``val_acc`` /
-      ``val_acc_ema`` at the learning rates tuned for ``val_loss`` /
-      ``val_loss_ema``.
-    best_b2: one dict per b1 (see :func:`best_b2_per_b1`).
-    summary: the printed summary text.
-    config: the study's configuration (as written to ``study.json``).
-    files: paths written (empty without ``out_dir``).
-    seconds: wall time of the grid (compilation included).
-  """
-
-  cells: dict[str, np.ndarray]
-  tuned: dict[str, np.ndarray]
-  best_b2: list[dict[str, Any]]
-  summary: str
-  config: dict[str, Any]
-  files: dict[str, str]
-  seconds: float
-
-
 # ----------------------------------------------------------------------------
 # The table.
 # ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ seed), evaluating the raw parameters and their EMA on the validation data every
 ``seed`` may be traced, so ``jax.vmap(lambda b1, b2, lr, s: train(task, b1=b1,
 b2=b2, learning_rate=lr, seed=s, steps=...))`` trains a whole grid in one
 program, and every cell is bit for bit the run ``train`` gives alone (tested):
-the hyperparameters are float32 arrays in both cases (DESIGN.md) and every
+the hyperparameters are float32 arrays in both cases and every
 reduction over examples is batching-independent.
 
 The seed fixes the initial parameters and the sequence of batches; cells with

@@ -1,0 +1,138 @@
+"""What a user can get wrong on the command line: one line, an exit status.
+
+File-system errors and interrupts name the path or option and what to do
+(exit 2; Ctrl-C: 130) with no traceback and nothing half-written; bad options
+of every subcommand exit 2; benchmarks never write into the committed
+results unless asked.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+
+import pytest
+
+from ftrl_adam import cli
+from ftrl_adam import grid
+
+TINY = ["regret", "--b1", "0.5,0.9", "--b2", "0.5,0.99", "--seeds", "1",
+        "--T", "20", "--d", "2", "--adversaries", "alternating",
+        "--no-progress", "--no-plots"]
+
+
+def _one_line(err):
+  lines = [ln for ln in err.splitlines() if ln.strip()]
+  assert "Traceback" not in err, err
+  return lines[-1]
+
+
+def test_version(capsys):
+  with pytest.raises(SystemExit) as e:
+    cli.main(["--version"])
+  assert e.value.code == 0
+  assert capsys.readouterr().out.startswith("ftrl-adam ")
+
+
+def test_unwritable_out_is_one_line_naming_the_path(tmp_path, monkeypatch,
+                                                     capsys):
+  out = tmp_path / "ro"
+  real = os.makedirs
+
+  def deny(path, *a, **k):
+    if os.fspath(path).startswith(os.fspath(out)):
+      raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+    return real(path, *a, **k)
+
+  monkeypatch.setattr(os, "makedirs", deny)
+  assert cli.main([*TINY, "--out", str(out)]) == 2
+  line = _one_line(capsys.readouterr().err)
+  assert "permission denied" in line and str(out) in line and "--out" in line
+
+
+def test_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch,
+                                                    capsys):
+  out = tmp_path / "full"
+  from ftrl_adam import _grid_io
+  real = _grid_io.atomic_save_npz
+
+  def full(path, arrays):
+    raise OSError(errno.ENOSPC, "No space left on device", path)
+
+  monkeypatch.setattr(_grid_io, "atomic_save_npz", full)
+  assert cli.main([*TINY, "--out", str(out)]) == 2
+  line = _one_line(capsys.readouterr().err)
+  assert "the disk is full" in line and "--out" in line
+  run = json.loads((out / "run.json").read_text())
+  assert run["status"] == "interrupted"
+  assert not (out / "results.csv").exists()        # nothing half-written
+  monkeypatch.setattr(_grid_io, "atomic_save_npz", real)
+  assert cli.main([*TINY, "--out", str(out)]) == 0  # the same command goes on
+  assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, monkeypatch, capsys):
+  out = tmp_path / "int"
+
+  def interrupt(*a, **k):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(grid, "run_grid", interrupt)
+  assert cli.main([*TINY, "--out", str(out)]) == 130
+  line = _one_line(capsys.readouterr().err)
+  assert "interrupted" in line and "run the same command again" in line
+  assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["demo", "--steps", "0"], "--steps must be >= 1"),
+    (["demo", "--b1", "1.5"], "--b1"),
+    (["demo", "--lr", "-1"], "--lr"),
+    (["demo", "--radius", "-1"], "--radius"),
+    (["bench", "grid", "--cells", "3"], "--cells must be multiples of 16"),
+    (["bench", "grid", "--workloads", "gaussian"], "ADVERSARY:D"),
+    (["bench", "study", "--ks", "0"], "--ks must be integers >= 1"),
+    (["bench", "step", "--sizes", "0"], "--sizes must be integers >= 1"),
+    (["regret", "--b1", "0.9,0.9"], "--b1 has duplicate values"),
+    (["regret", "--b1", "0.9,,0.99"], "empty item"),
+    (["regret", "--adversaries", "switch,switch"], "duplicate names"),
+    (["study", "--b2", "0.9,0.9"], "--b2 has duplicate values"),
+])
+def test_bad_options_exit_2_with_one_line(argv, match, capsys):
+  with pytest.raises(SystemExit) as e:
+    cli.main(argv)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert match in _one_line(err), err
+
+
+def test_help_has_no_argparse_artefacts(capsys):
+  for sub in ("regret", "study", "demo"):
+    with pytest.raises(SystemExit):
+      cli.main([sub, "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "(default: [])" not in text
+  for name in ("step", "grid", "study"):
+    with pytest.raises(SystemExit):
+      cli.main(["bench", name, "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--repeats", "--out"):
+      assert flag in text
+    # every option of a benchmark has help text
+    assert "  --repeats REPEATS  " not in text
+
+
+def test_bench_in_a_checkout_leaves_the_committed_results_alone(
+    tmp_path, monkeypatch, capsys):
+  repo = tmp_path / "checkout"
+  (repo / "benchmarks" / "results").mkdir(parents=True)
+  subprocess.run(["git", "init", "-q", str(repo)], check=True)
+  monkeypatch.chdir(repo)
+  assert cli.main(["bench", "step", "--sizes", "1000", "--repeats", "1"]) == 0
+  assert os.listdir(repo / "benchmarks" / "results") == []
+  assert len(list((repo / "bench-results").glob("step-*.json"))) == 1
+  ignored = open(os.path.join(os.path.dirname(__file__), "..",
+                              ".gitignore")).read().split()
+  assert "/bench-results/" in ignored
