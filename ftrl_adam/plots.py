@@ -19,6 +19,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.colors import Normalize
 from matplotlib.ticker import FixedFormatter
 from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import NullFormatter
 from matplotlib.ticker import NullLocator
 from matplotlib.figure import Figure
 
@@ -117,7 +119,9 @@ def heatmap(
     log_one_minus: plot ``1 - x`` and/or ``1 - y`` on a log scale (``True``
       for both, or ``"x"``, ``"y"``); the axis is flipped so the value still
       grows to the right/up, and 0.9, 0.99, 0.999 are evenly spaced.
-    log_value: logarithmic colour scale (non-positive values are grey).
+    log_value: logarithmic colour scale (non-positive values are grey), used
+      when the values span more than a factor 3 (or a ``color_range`` is
+      given); a narrower range gets a linear scale.
     overlays: curves ``y = f(x)`` drawn on top: names from :data:`OVERLAYS`
       (``"y=x^2"``, ``"y=x"``, ``"y=sqrt(x)"``, or spelled with the column
       names such as ``"b2=b1^2"``) or ``(label, function)`` pairs.
@@ -170,6 +174,10 @@ def heatmap(
   colours = colormaps[cmap].with_extremes(bad="lightgrey")
   zm = np.ma.masked_invalid(z)
   lo, hi = (None, None) if color_range is None else map(float, color_range)
+  if log_value and color_range is None:
+    # A log scale over a narrow range (less than 3x) only magnifies noise.
+    v = z[np.isfinite(z) & (z > 0)]
+    log_value = v.size > 1 and float(v.max()) > 3.0 * float(v.min())
   if log_value:
     zm = np.ma.masked_less_equal(zm, 0)
     norm = LogNorm(vmin=lo, vmax=hi)
@@ -178,8 +186,11 @@ def heatmap(
   mesh = ax.pcolormesh(ex, ey, zm, cmap=colours, norm=norm, shading="flat")
   red_name = reduce if isinstance(reduce, str) else getattr(
       reduce, "__name__", "reduce")
-  fig.colorbar(mesh, ax=ax, label=label if label is not None
-               else f"{value} ({red_name})")
+  bar = fig.colorbar(mesh, ax=ax, label=label if label is not None
+                     else f"{value} ({red_name})")
+  plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+  bar.ax.yaxis.set_major_formatter(plain)
+  bar.ax.yaxis.set_minor_formatter(plain if log_value else NullFormatter())
 
   if annotate:
     for i, yc in enumerate(cy):
@@ -205,8 +216,9 @@ def heatmap(
       py = 1.0 - curve if "y" in logs else curve
       ok = np.isfinite(py) & ((py > 0) if "y" in logs else True)
       ax.plot(px[ok], py[ok], lw=1.5, label=curve_label)
-    # Below the axes, so that the legend never hides a cell.
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16),
+    # Below the axis label, so that the legend never hides a cell.
+    ax.legend(loc="upper center",
+              bbox_to_anchor=(0.5, -0.30 if len(xs) > 4 else -0.16),
               ncol=len(overlays), fontsize="small", frameon=False)
 
   ax.set_xlim(min(ex), max(ex))

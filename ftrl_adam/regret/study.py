@@ -821,7 +821,8 @@ def _heatmaps(spec: BetaGrid, table, out):
       plots.heatmap(
           table, "regret_over_bound", where=where, reduce="max",
           log_one_minus=True, overlays=["b2=b1^2"], path=path,
-          label="regret / bound D3 (max over seeds)",
+          label="regret / bound D3"
+                + (" (max over seeds)" if stoch[adv] else ""),
           title=f"{adv}: regret / bound D3"
                 f"{f', worst of {seeds} seeds' if stoch[adv] else ''}\n"
                 f"T={spec.T}, d={spec.d}{where_txt}")
