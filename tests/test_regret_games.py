@@ -426,14 +426,17 @@ def test_abs_w_uses_the_iterate():
 # -------------------------------------------------- purity, vmap, bit-identity
 
 
-@pytest.mark.parametrize("name", ["gaussian", "sparse", "oppose"])
+@pytest.mark.parametrize("name", ["gaussian", "sparse"])
 def test_vmapped_grid_equals_single_games_bit_for_bit(name):
   """A grid cell is the single game (same compiled arithmetic, same bits).
 
   Bit-identity across batch shapes is the reproducible compiler options'
   promise (``grid.compiler_options()``, DESIGN.md); with XLA's defaults a
   cell equals the single game to float32 rounding
-  (test_vmapped_grid_equals_single_games_to_float32_rounding).
+  (test_vmapped_grid_equals_single_games_to_float32_rounding).  An adaptive
+  game (``oppose``) can amplify a 1-ulp fused multiply-add difference of a
+  plain ``jax.vmap`` (see regret.games), so it is compared with a tolerance
+  there, and bit for bit only through the engine (tests/test_regret_cli.py).
   """
   from ftrl_adam import grid as engine
   n = 5
