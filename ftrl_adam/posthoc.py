@@ -704,8 +704,8 @@ class PosthocSnapshots:
   def __repr__(self) -> str:
     times = sorted(set(self.steps))
     span = f"steps {times[0]}..{times[-1]}" if times else "no steps"
-    return (f"PosthocSnapshots({len(self)} snapshots, {span}, powers "
-            f"{sorted(set(self.powers))})")
+    widths = ", ".join(f"{s:.4g}" for s in sorted(set(self.sigma_rels)))
+    return f"PosthocSnapshots({len(self)} snapshots, {span}, sigma_rel {widths})"
 
   def tree_flatten(self):
     return (self.params,), (self.steps, self.powers)
