@@ -147,7 +147,7 @@ def _sigma_rels(name: str, value: Any) -> tuple[np.ndarray, bool]:
   return np.atleast_1d(arr), arr.ndim == 0
 
 
-def _powers(name: str, value: Any) -> np.ndarray:
+def _powers(name: str, value: Any, allow_empty: bool = False) -> np.ndarray:
   """Power-EMA exponents as a 1-D float64 array of finite values >= 0."""
   if _is_tracer(value):
     raise ValueError(f"`{name}` must be concrete floats, not traced.")
@@ -155,7 +155,7 @@ def _powers(name: str, value: Any) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
   except (TypeError, ValueError) as e:
     raise ValueError(f"`{name}` must be floats >= 0, got {value!r}.") from e
-  if arr.ndim != 1 or arr.size == 0:
+  if arr.ndim != 1 or (arr.size == 0 and not allow_empty):
     raise ValueError(f"`{name}` must be a non-empty 1-D list of floats >= 0, "
                      f"got shape {arr.shape}.")
   bad = ~np.isfinite(arr) | (arr < 0.0)
@@ -513,7 +513,7 @@ def posthoc_ema_weights(
   """
   sig, scalar = _sigma_rels("sigma_rel", sigma_rel)
   t = _steps("steps", steps)
-  p = _powers("powers", powers) if np.size(powers) else np.zeros(0)
+  p = _powers("powers", powers, allow_empty=True)
   if len(t) != len(p):
     raise ValueError(f"`steps` and `powers` must have the same length (one "
                      f"per snapshot), got {len(t)} and {len(p)}.")
@@ -630,7 +630,7 @@ class PosthocSnapshots:
 
   def __init__(self, steps: Any, powers: Any, params: Any):
     t = _steps("steps", steps)
-    p = _powers("powers", powers) if np.size(powers) else np.zeros(0)
+    p = _powers("powers", powers, allow_empty=True)
     if len(t) != len(p):
       raise ValueError(f"`steps` and `powers` must have one entry per "
                        f"snapshot, got {len(t)} and {len(p)}.")
