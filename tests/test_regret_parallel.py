@@ -105,6 +105,24 @@ def test_parallel_path_has_no_loop_over_rounds():
   assert "scan" not in par and "while" not in par
 
 
+def test_parallel_refuses_a_theory_that_is_not_the_learners():
+  """One learner: the parallel path never silently plays other moments."""
+  kw = dict(T=50, d=2, key=jax.random.key(0), radius=1.0, method="parallel",
+            discount=0.9)
+  tx = fa.ftrl_adam(0.1, b1=0.9, b2=0.99, radius=1.0)
+  ok = regret.play(tx, regret.gaussian(), theory=regret.Theory(0.9, 0.99, 1.0),
+                   **kw)
+  assert np.isfinite(np.asarray(ok.loss))
+  for wrong in (regret.Theory(0.5, 0.99, 1.0), regret.Theory(0.9, 0.9, 1.0)):
+    with pytest.raises(ValueError, match="does not match the learner"):
+      regret.play(tx, regret.gaussian(), theory=wrong, **kw)
+  # inside jit the mismatch is loud too: every result is NaN
+  jitted = jax.jit(lambda key: regret.play(
+      tx, regret.gaussian(), theory=regret.Theory(0.5, 0.99, 1.0),
+      **{**kw, "key": key}).loss)
+  assert np.isnan(np.asarray(jitted(jax.random.key(0))))
+
+
 def test_parallel_rejects_what_it_cannot_do():
   kw = dict(T=10, d=2, key=jax.random.key(0), radius=1.0, method="parallel")
   with pytest.raises(ValueError, match="needs an oblivious adversary"):

@@ -397,7 +397,7 @@ def _initial_carry(learner, w0, d, domain):
 
 
 def _round(learner, theory, carry, g, t, discount, radius, domain, horizon,
-           record):
+           record, track=("box", "ball")):
   """One round of a game, given g_t: pay, update the sums, the learner's step.
 
   The one place where a game calls the learner: every path (a single game, a
@@ -407,7 +407,12 @@ def _round(learner, theory, carry, g, t, discount, radius, domain, horizon,
   g = jnp.asarray(g, _f32)
   loss = discount * acc.loss + jnp.sum(g * delta)
   sum_grads = discount * acc.sum_grads + g
-  r_box, r_ball = _regrets(loss, sum_grads, radius)
+  # The running maxima of the regret (track: which comparator sets; a grid
+  # reads only its domain's, and each costs a reduction per round).
+  r_box = (loss + radius * jnp.sum(jnp.abs(sum_grads))
+           if "box" in track else acc.max_box)
+  r_ball = (loss + radius * jnp.sqrt(jnp.sum(jnp.square(sum_grads)))
+            if "ball" in track else acc.max_ball)
   if theory is None:
     streams = acc.streams
   else:
@@ -481,7 +486,9 @@ def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
     tick: report the rounds to the running grid's progress line.
 
   Returns:
-    A :class:`GameResult` whose fields have a leading axis K.
+    A :class:`GameResult` whose fields have a leading axis K; of
+    ``max_regret_box`` and ``max_regret_ball`` only the ``domain``'s is
+    tracked (the other is NaN).
   """
   b1, b2, radius, c = jax.lax.optimization_barrier((b1, b2, radius, c))
   w0 = _w0_vec(adversary, d) if not per_cell_adversary else jax.vmap(
@@ -498,7 +505,8 @@ def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
 
   def one(carry, g, t, b1, b2, r, c, h):
     learner, theory = learner_of(b1, b2, r, c)
-    return _round(learner, theory, carry, g, t, b1, r, domain, h, False)[0]
+    return _round(learner, theory, carry, g, t, b1, r, domain, h, False,
+                  track=(domain,))[0]
 
   h_axis = None if horizon is None else 0
 
@@ -518,9 +526,13 @@ def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
   ts = jnp.arange(1, T + 1, dtype=jnp.int32)
   (_, _, _, acc), _ = jax.lax.scan(body, carry0, ts)
   zero_u = jnp.zeros((d,), _f32)
-  return jax.vmap(
+  res = jax.vmap(
       lambda acc, r, b1, b2, c: _finish(acc, zero_u, r, Theory(b1, b2, c),
                                         domain, d, None))(acc, radius, b1, b2, c)
+  # Only the domain's running maximum was tracked.
+  nan = jnp.full_like(res.max_regret_box, jnp.nan)
+  return res._replace(**{f"max_regret_{'ball' if domain == 'box' else 'box'}":
+                         nan})
 
 
 def _parallel_game(learner, adversary, key, discount, radius, u, theory,
@@ -560,6 +572,20 @@ def _parallel_game(learner, adversary, key, discount, radius, u, theory,
   # Delta_{t+1} is the transform's own update of g_t from it.
   states = _parallel.batched_states(init_state, ts - 1, shift(mus), shift(nus))
   updates = jax.vmap(lambda s, g: learner.update(g, s, None)[0])(states, grads)
+  # One learner, structurally: the moments rebuilt from `theory` must be the
+  # ones the transform's own update computes.  Two of its steps, compared with
+  # the rebuilt state after them; a mismatch (a theory whose b1, b2 are not
+  # the learner's) poisons every result (NaN) and `play` raises.
+  own = init_state
+  for i in range(min(T, 2)):
+    own = learner.update(grads[i], own, None)[1]
+  n_own = min(T, 2)
+  rebuilt = (mus[n_own - 1], nus[n_own - 1])
+  own_ftrl = [x for x in jax.tree.leaves(own, is_leaf=is_ftrl) if is_ftrl(x)][0]
+  same = jnp.all(jnp.stack([
+      jnp.all(jnp.abs(a - b) <= 1e-5 * jnp.abs(b) + 1e-30)
+      for a, b in zip((own_ftrl.mu, own_ftrl.nu), rebuilt, strict=True)]))
+  updates = jnp.where(same, updates, jnp.nan)
   plays = shift(jnp.asarray(updates, _f32))
   iterates = w0 + jnp.cumsum(plays, axis=0)
 
@@ -697,6 +723,13 @@ def play(
       theory=theory, horizon=horizon, learner=learner, T=T, d=d,
       domain=domain, record=record, method=method)
   raise_if_nonfinite(result, f"the adversary {adversary.name}")
+  if (method == "parallel" and not _checks.is_traced(result.loss)
+      and np.isnan(np.asarray(result.loss)).any()):
+    raise ValueError(
+        "method='parallel': `theory` (b1, b2) does not match the learner's "
+        "own moments (its first two steps differ from the moments rebuilt "
+        "from theory.b1, theory.b2); pass the learner's decays in `theory`, "
+        "or use method='sequential'.")
   return result
 
 
