@@ -93,7 +93,6 @@ where they reach, as in optax; the weights are checked finite.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
@@ -102,6 +101,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ftrl_adam import _state_search
 from ftrl_adam.ema import power_from_sigma_rel
 
 SIGMA_REL_MAX = 12 ** -0.5   # the uniform average, p = 0
@@ -360,49 +360,22 @@ def posthoc_ema_params(
 # ----------------------------------------------------------------------------
 
 
-def _unwrap(tree: Any) -> Any:
-  """flax.nnx Variables (``nnx.Optimizer`` wraps the optax state's arrays in
-  them) replaced by their values; nothing is imported if nnx is not loaded."""
-  nnx = sys.modules.get("flax.nnx")
-  variable = None if nnx is None else getattr(nnx, "Variable", None)
-  if variable is None:
-    return tree
-
-  def value(x):
-    if isinstance(x, variable):
-      return x.get_value() if hasattr(x, "get_value") else x.value
-    return x
-  return jax.tree.map(value, tree, is_leaf=lambda x: isinstance(x, variable))
-
-
-def _is_state_dict(x: Any) -> bool:
-  """The dict form of the state (``nnx.state(optimizer)``, an Orbax restore
-  without a target): a mapping with exactly the fields of the state."""
-  return (isinstance(x, Mapping) and len(x) == len(PosthocEmaState._fields)
-          and all(isinstance(k, str) for k in x)
-          and set(x) == set(PosthocEmaState._fields))
-
-
 def _find_state(opt_state: Any) -> PosthocEmaState:
-  """The one :class:`PosthocEmaState` in ``opt_state``, values unwrapped."""
-  match = lambda x: isinstance(x, PosthocEmaState) or _is_state_dict(x)  # noqa: E731
-  hits = [leaf for leaf in jax.tree.leaves(opt_state, is_leaf=match)
-          if match(leaf)]
-  if len(hits) != 1:
-    raise ValueError(
-        f"Expected exactly one PosthocEmaState in the optimizer state, found "
-        f"{len(hits)} (searched by type through chains, wrappers, TrainState "
-        "and nnx.Optimizer): put one `ftrl_adam.posthoc_ema_params(...)` "
-        "last in the optax chain.")
-  state = hits[0]
+  """The one :class:`PosthocEmaState` in ``opt_state``, values unwrapped.
+
+  Searched by type with the package's one state search
+  (:func:`ftrl_adam._state_search.find_state`, shared with ``ema_params_of``).
+  """
+  state = _state_search.find_state(opt_state, PosthocEmaState, None,
+                                    "posthoc_ema_params")
   if isinstance(state, Mapping):
     emas = state["emas"]
     if isinstance(emas, Mapping):     # {0: tree, 1: tree} or {"0": ...}
       emas = [emas[k] for k in sorted(emas, key=int)]
     state = PosthocEmaState(state["count"], state["powers"], tuple(emas))
-  return PosthocEmaState(count=_unwrap(state.count),
-                         powers=_unwrap(state.powers),
-                         emas=tuple(_unwrap(e) for e in state.emas))
+  unwrap = _state_search.unwrap_variables
+  return PosthocEmaState(count=unwrap(state.count), powers=unwrap(state.powers),
+                         emas=tuple(unwrap(e) for e in state.emas))
 
 
 def posthoc_emas_of(opt_state: Any) -> tuple:
@@ -998,7 +971,7 @@ def _load(directory: Union[str, os.PathLike], like: Any) -> PosthocSnapshots:
     if like is not None:
       target = jax.tree.map(
           lambda v: jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)),
-          _unwrap(like))
+          _state_search.unwrap_variables(like))
     steps, powers, trees, first_powers = [], [], [], None
     for s in all_steps:
       meta = _restore_meta(manager, s)
