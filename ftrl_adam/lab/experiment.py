@@ -244,11 +244,8 @@ def _own_file(spec: Any, name: str) -> bool:
 
 
 def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
-                 overwrite: bool) -> dict[str, Any]:
-  """Accepts a new/empty folder or this run's folder; refuses anything else.
-
-  Returns the previous ``run.json`` (empty for a new folder).
-  """
+                 overwrite: bool) -> None:
+  """Accepts a new/empty folder or this run's folder; refuses anything else."""
   what = spec.WHAT
   hint = (f"Pick a new (or empty) out_dir, or pass overwrite=True to discard "
           f"the results in {out_dir!r}.")
@@ -258,7 +255,7 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
   os.makedirs(out_dir, exist_ok=True)
   names = sorted(os.listdir(out_dir))
   if not names:
-    return {}
+    return
   path = os.path.join(out_dir, RUN_JSON)
   if RUN_JSON not in names:
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -286,7 +283,7 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
   new = json.loads(_grid_io.canonical_json(dict(config)))
   if old.get("config") == new and old.get(
       "format_version") == FORMAT_VERSION and not overwrite:
-    return old                                         # a resume
+    return                                             # a resume
   if not overwrite:
     changes = _changed(old.get("config") or {}, new) or (
         f"format_version: {old.get('format_version')!r} -> {FORMAT_VERSION}")
@@ -300,7 +297,6 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     elif (os.path.isdir(p) and n.startswith("grid_")
           and _is_engine_folder(p)):
       shutil.rmtree(p)
-  return {}
 
 
 def _write_run_json(spec: Any, path: str, config: Mapping[str, Any],
@@ -361,12 +357,11 @@ def run_experiment(
     print(f"{spec.WHAT}: {size.describe()}", file=sys.stderr, flush=True)
   out = None if out_dir is None else os.fspath(out_dir)
   config = {**spec.config(), "reproducible": reproducible}
-  old: dict[str, Any] = {}
   if out is not None:
     error = None
     if writer:
       try:
-        old = open_out_dir(spec, out, config, overwrite)
+        open_out_dir(spec, out, config, overwrite)
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
                         status="running")
       except (ResultsFolderError, OSError) as e:
