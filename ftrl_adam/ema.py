@@ -160,13 +160,16 @@ def power_from_sigma_rel(sigma_rel: Any) -> float:
 
 def _decay_fn(decay, power, warmup_power, warmup_gamma, min_decay,
               update_after_step):
-  """(n, m) -> gamma in float32: n the optimizer step (1-based, int32), m the
-  EMA update (1-based, int32); see the module docstring."""
+  """(n, m) -> (gamma, 1 - gamma) in float32: n the optimizer step (1-based,
+  int32), m the EMA update (1-based, int32); see the module docstring."""
   if power is not None:
     def gamma(n, m):
       del n
       m = m.astype(jnp.float32)
-      return (1.0 - 1.0 / m) ** (1.0 + power)
+      # 1 - gamma as -expm1((1 + p) log1p(-1/m)): accurate however long the
+      # run (1 - (1 - 1/m)**(1 + p) in float32 loses 1.3% at m = 1e6, p = 6.94).
+      log_g = (1.0 + power) * jnp.log1p(-1.0 / m)
+      return jnp.exp(log_g), -jnp.expm1(log_g)
     return gamma
   after = 0 if update_after_step is None else update_after_step
   if warmup_power is not None:
@@ -175,14 +178,16 @@ def _decay_fn(decay, power, warmup_power, warmup_gamma, min_decay,
       epoch = (n - after - 1).astype(jnp.float32)
       warm = 1.0 - (1.0 + jnp.maximum(epoch, 0.0) / warmup_gamma) ** (
           -warmup_power)
-      return jnp.where(epoch > 0, jnp.clip(warm, min_decay, decay), 0.0)
+      g = jnp.where(epoch > 0, jnp.clip(warm, min_decay, decay), 0.0)
+      return g, 1.0 - g
     return gamma
   if update_after_step is None:
-    return lambda n, m: decay
+    return lambda n, m: (decay, 1.0 - decay)
 
   def gamma(n, m):
     del m
-    return jnp.where(n - after - 1 > 0, decay, 0.0)
+    g = jnp.where(n - after - 1 > 0, decay, 0.0)
+    return g, 1.0 - g
   return gamma
 
 
@@ -439,8 +444,7 @@ def ema_params(
     else:
       active = (count - 1) % every == 0
       m = (count - 1) // every + 1
-    gamma = gamma_at(count, m)
-    one_minus = 1.0 - gamma
+    gamma, one_minus = gamma_at(count, m)
     if debias:
       weight_sum = gamma * state.weight_sum + one_minus
       ok = weight_sum > 0
