@@ -291,7 +291,7 @@ def _scale_by_ftrl_adam(
 
 
 def _canonical_hparams(b1, b2, eps, eps_root, bias_correction, eps_mode,
-                       second_moment, nesterov, nu_dtype):
+                       second_moment, nesterov, nu_dtype, mu_dtype=None):
   """Checks every option and returns (b1, b2, eps, eps_root) as float32."""
   b1 = _checks.as_f32("b1", b1, low=0.0, high=1.0)
   b2 = _checks.as_f32("b2", b2, low=0.0, high=1.0)
@@ -308,6 +308,12 @@ def _canonical_hparams(b1, b2, eps, eps_root, bias_correction, eps_mode,
     raise ValueError(
         "`nu_dtype` must be a real floating dtype (the second moment |g|**2 "
         f"is real, also for complex params) or None, got {nu_dtype!r}.")
+  if mu_dtype is not None and not jnp.issubdtype(jnp.dtype(mu_dtype),
+                                                 jnp.inexact):
+    raise ValueError(
+        "`mu_dtype` must be a floating (or complex) dtype or None, got "
+        f"{mu_dtype!r}: an integer first moment would round every gradient "
+        "away.")
   return b1, b2, eps, eps_root
 
 
@@ -384,7 +390,7 @@ def scale_by_ftrl_adam(
   """
   b1, b2, eps, eps_root = _canonical_hparams(
       b1, b2, eps, eps_root, bias_correction, eps_mode, second_moment,
-      nesterov, nu_dtype)
+      nesterov, nu_dtype, mu_dtype)
   return _scale_by_ftrl_adam(
       b1, b2, eps, eps_root, bias_correction=bias_correction,
       eps_mode=eps_mode, second_moment=second_moment, mu_dtype=mu_dtype,
@@ -481,7 +487,7 @@ def ftrl_adam(
   """
   b1, b2, eps, eps_root = _canonical_hparams(
       b1, b2, eps, eps_root, bias_correction, eps_mode, second_moment,
-      nesterov, nu_dtype)
+      nesterov, nu_dtype, mu_dtype)
   _checks.check_choice("domain", domain, DOMAINS)
   schedule = _checks.canonical_schedule("learning_rate", learning_rate)
   common = dict(bias_correction=bias_correction, eps_mode=eps_mode,

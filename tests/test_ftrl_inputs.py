@@ -98,3 +98,9 @@ def test_clip_ball_is_the_projection():
   np.testing.assert_allclose(u["b"], [[1.6]], rtol=1e-6)
   inside, _ = tx.update({"a": jnp.array([0.3])}, tx.init(None))
   np.testing.assert_array_equal(inside["a"], np.float32([0.3]))  # untouched
+
+
+@pytest.mark.parametrize("name", ["mu_dtype", "nu_dtype"])
+def test_integer_moment_dtypes_are_refused(name):
+  with pytest.raises(ValueError, match=f"`{name}` must be a"):
+    fa.ftrl_adam(0.1, **{name: jnp.int8})
