@@ -864,11 +864,11 @@ def run_grid(
                     shape, sharding,
                     functools.partial(_slice, v[rows].reshape(shape)))
                 for k, v in table.items()}
+      bar.chunk_started(stop - start)
       t0 = time.perf_counter()
       item = (i, start, stop, compiled(inputs), t0)
       if pending is not None:
         finish(pending)
-      bar.chunk_started(stop - start)
       pending = item
     if pending is not None:
       finish(pending)

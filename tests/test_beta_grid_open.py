@@ -177,3 +177,43 @@ def test_two_processes_write_the_table_of_one(tmp_path):
   for p, (_, err) in zip(procs, results, strict=True):
     assert p.returncode == 0, err[-3000:]
   assert (two / "results.csv").read_bytes() == (one / "results.csv").read_bytes()
+
+
+def test_worst_case_search_in_the_grid_and_the_cli(tmp_path, capsys):
+  """--adversaries worst: each cell is the search alone, >= the constructions
+  played in the same run, <= D3, tiled over d coordinates."""
+  from ftrl_adam.regret import worst
+  kw = dict(b1=[0.5, 0.9], b2=[0.25, 0.81, 0.99], seeds=1, T=60, d=2,
+            search_restarts=2, search_steps=8)
+  spec = regret.beta_grid(**kw, adversaries="switch,alternating,worst")
+  assert spec.names == ("switch", "alternating", "worst_case")
+  t = regret.run_beta_grid(spec, progress=False).table
+  w = t["adversary"] == "worst_case"
+  assert w.sum() == 6 and (t["search_steps"][w] == 8).all()
+  assert (t["search_steps"][~w] == -1).all()
+  assert (t["regret"][w] <= t["bound"][w] * (1 + 1e-6)).all()       # D3
+  for name in ("switch", "alternating"):
+    assert (t["regret"][w] >= t["regret"][t["adversary"] == name]
+            - 1e-5).all()
+  one = jax.jit(worst.worst_case_cell_fn(T=60, restarts=2, steps=8))
+  i = int(np.flatnonzero(w)[4])
+  ref = one({"b1": t["b1"][i], "b2": t["b2"][i], "radius": t["radius"][i],
+             "c": t["c"][i], "seed": t["seed"][i]})
+  np.testing.assert_allclose(t["regret"][i], 2 * ref["worst_regret"],
+                             rtol=1e-6)                     # d = 2: tiled
+  # the CLI: a heatmap of the worst case, a summary block, budget columns
+  out = tmp_path / "wc"
+  assert cli.main(["regret", "--b1", "0.5,0.9", "--b2", "0.25,0.81,0.99",
+                   "--seeds", "1", "--T", "60", "--d", "1", "--adversaries",
+                   "worst", "--search-restarts", "2", "--search-steps", "8",
+                   "--no-progress", "--out", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert "worst_case (the worst sequence per cell, searched: 2 restarts x 8" \
+      in printed
+  assert (out / "regret_worst_case.png").exists()
+  header = (out / "results.csv").read_text().splitlines()[0].split(",")
+  assert header[-6:] == list(regret.study.WORST_COLUMNS)
+  with pytest.raises(SystemExit):
+    cli.main(["regret", "--adversaries", "worst", "--domain", "ball",
+              "--out", str(tmp_path / "x")])
+  assert "box domain" in capsys.readouterr().err

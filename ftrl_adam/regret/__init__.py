@@ -22,7 +22,11 @@ Every claim of docs/theory.md section 3 as something to run (and a test to check
   or learning rates), against built-in adversaries or your own, with each
   oblivious seed's gradients drawn once for all learner cells, sharded,
   chunked and resumable, and write a CSV, a JSON and heatmaps (the
-  ``ftrl-adam regret`` command).
+  ``ftrl-adam regret`` command);
+* the worst case, computed (:mod:`ftrl_adam.regret.worst`):
+  :func:`worst_case` searches, per (b1, b2), the oblivious sequence in
+  [-G, G]^T with the largest discounted regret of the package's own learner
+  (``--adversaries worst`` in the beta-grid).
 
 The float64 test oracles (the FTRL form of Algorithm 1, identity D2, the
 closed forms of the switch sequence) live in :mod:`ftrl_adam.testing`.
@@ -78,6 +82,9 @@ from ftrl_adam.regret.study import BETA_GRID_OPTIONS
 from ftrl_adam.regret.study import BetaGridResult
 from ftrl_adam.regret.study import beta_grid
 from ftrl_adam.regret.study import run_beta_grid
+from ftrl_adam.regret.worst import WorstCase
+from ftrl_adam.regret.worst import discounted_regret_of
+from ftrl_adam.regret.worst import worst_case
 
 __all__ = (
     "BETA_GRID_ADVERSARIES",
@@ -90,6 +97,7 @@ __all__ = (
     "GameResult",
     "Theory",
     "Trajectory",
+    "WorstCase",
     "abs_w",
     "adaptive",
     "alternating",
@@ -97,6 +105,7 @@ __all__ = (
     "beta_grid",
     "d3_bound",
     "d4_bound",
+    "discounted_regret_of",
     "from_array",
     "game",
     "gaussian",
@@ -116,4 +125,5 @@ __all__ = (
     "switch_order",
     "theory_constants",
     "theory_learner",
+    "worst_case",
 )

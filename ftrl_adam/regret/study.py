@@ -89,6 +89,7 @@ from ftrl_adam.lab.identity import code_digest
 from ftrl_adam.regret import adversaries as _adv
 from ftrl_adam.regret import bounds
 from ftrl_adam.regret import games
+from ftrl_adam.regret import worst as _worst
 
 __all__ = (
     "BETA_GRID_ADVERSARIES",
@@ -149,7 +150,16 @@ _BUILTINS: dict[str, _Builtin] = {
                        lambda G, *_: _adv.oppose(G)),
     "abs_w": _Builtin("adaptive", False, "oblivious",
                       lambda G, *_: _adv.abs_w(G)),
+    # Not one adversary: per cell, the sequence in [-G, G]^T that maximises
+    # the regret, searched by projected ascent through the game
+    # (ftrl_adam.regret.worst); box domain, d = 1 tiled over d coordinates.
+    "worst_case": _Builtin("search", False, "oblivious", None),
 }
+_ALIASES = {"worst": "worst_case"}
+
+# Extra columns of a worst-case search (NaN / -1 in the other adversaries' rows).
+WORST_COLUMNS = ("best_construction", "search_start", "search_gain_last",
+                 "search_restarts", "search_steps", "search_sweeps")
 
 #: name -> (kind, order) of the built-in adversaries.
 BETA_GRID_ADVERSARIES: dict[str, tuple[str, str]] = {
@@ -166,8 +176,10 @@ BETA_GRID_OPTIONS: tuple[_opt.Option, ...] = (
     _opt.Option("adversaries", "switch,alternating,gaussian",
                 "comma-separated adversaries: switch (D5), alternating (D6), "
                 "gaussian, rademacher, sparse, heavy_tailed, oppose, abs_w "
-                "(D7, adaptive), or your own as module:attribute (an "
-                "Adversary, or a function returning one)."),
+                "(D7, adaptive), worst (alias worst_case: the worst sequence "
+                "per cell, searched; box domain), or your own as "
+                "module:attribute (an Adversary, or a function returning "
+                "one)."),
     _opt.Option("T", 2000, "rounds per game (switch stops each cell at its "
                 "own L + k).", type=int),
     _opt.Option("d", 64, "dimension of each game.", type=int),
@@ -186,6 +198,10 @@ BETA_GRID_OPTIONS: tuple[_opt.Option, ...] = (
                 "parallel (associative scans over time; oblivious adversaries "
                 "only; O(T d) memory per game, no shared streams).",
                 choices=("sequential", "parallel")),
+    _opt.Option("search_restarts", 16, "ascent restarts per cell of the "
+                "worst-case search (with --adversaries worst).", type=int),
+    _opt.Option("search_steps", 128, "ascent steps per restart of the "
+                "worst-case search.", type=int),
     _opt.Option("chunk_size", None, "games per compiled chunk (bounds device "
                 "memory; the resume granularity); default from T, d and the "
                 "platform.", type=int),
@@ -238,7 +254,8 @@ class GridAdversary:
 
   @property
   def mode(self) -> str:
-    return "shared" if self.kind == "oblivious" else "per_cell"
+    return {"oblivious": "shared", "search": "search"}.get(self.kind,
+                                                          "per_cell")
 
 
 def _safe_name(name: str) -> str:
@@ -284,6 +301,7 @@ def _adversaries(spec: Any) -> tuple[GridAdversary, ...]:
       out.append(_user_adversary(item))
       continue
     name = str(item).strip()
+    name = _ALIASES.get(name, name)
     if not name:
       raise ValueError(f"`adversaries` has an empty item in {spec!r}; choose "
                        f"from {allowed}, or module:attribute.")
@@ -333,6 +351,8 @@ class BetaGrid:
     domain: ``"box"`` or ``"ball"``.
     method: ``"sequential"`` or ``"parallel"``.
     chunk_size: games per compiled chunk, or None (automatic).
+    search_restarts: restarts per cell of the worst-case search.
+    search_steps: ascent steps per restart of the worst-case search.
   """
 
   b1: tuple[float, ...]
@@ -349,6 +369,8 @@ class BetaGrid:
   domain: str
   method: str
   chunk_size: Optional[int]
+  search_restarts: int = 16
+  search_steps: int = 128
 
   FORMAT = FORMAT
   WHAT = "beta-grid"
@@ -417,6 +439,9 @@ class BetaGrid:
   def _chunk(self, adv: GridAdversary) -> int:
     if self.chunk_size is not None:
       return self.chunk_size
+    if adv.mode == "search":   # a search holds restarts x T per cell
+      return max(1, min(self.n_cells_of(adv),
+                        2 ** 21 // (self.search_restarts * self.T)))
     mode = "parallel" if self.method == "parallel" else adv.mode
     per_game = self.d * (self.T if mode == "parallel" else 1)
     budget = _AUTO_CHUNK_ELEMENTS[(_platform(), mode)]
@@ -440,8 +465,11 @@ class BetaGrid:
     chunk = max(self._chunk(a) for a in self.adversaries)
     per_game = self.d * (self.T if self.method == "parallel" else 1)
     names = ", ".join(f"--{n}" for n in ("b1", "b2", "seeds", "radius"))
+    work = sum(self.n_cells_of(a) * self.T * self.d * (
+        self.search_restarts * self.search_steps if a.mode == "search" else 1)
+               for a in self.adversaries)
     return _exp.Size(
-        cells=cells, work=float(cells) * self.T * self.d,
+        cells=cells, work=float(work),
         unit="coordinate-rounds", host_bytes=float(cells) * _ROW_BYTES,
         chunk_bytes=float(chunk) * per_game * _CELL_COORD_BYTES,
         rate=_RATE.get(_platform(), 0.0) if self.method == "sequential" else 0.0,
@@ -470,7 +498,12 @@ class BetaGrid:
               "mode": adv.mode if self.method == "sequential" else "parallel"}
     if adv.name == "switch" and adv.identity == "switch":
       config["kappa"] = kappa
-    if group is not None:
+    if adv.mode == "search":
+      config.update(restarts=self.search_restarts, steps=self.search_steps,
+                    sweeps=_worst.DEFAULT_SWEEPS)
+      cell_fn = _worst_cell_fn(T=T, d=d, G=G, restarts=self.search_restarts,
+                               steps=self.search_steps)
+    elif group is not None:
       cell_fn = _shared_cell_fn(adv, T=T, d=d, domain=domain, G=G,
                                 kappa=kappa)
     else:
@@ -480,7 +513,9 @@ class BetaGrid:
         name=adv.name, n_cells=self.n_cells_of(adv),
         table=lambda: self._table(adv), cell_fn=cell_fn, config=config,
         chunk_size=self._chunk(adv), group_size=group,
-        work_per_cell=float(T * d))
+        work_per_cell=float(T * d) * (
+            self.search_restarts * self.search_steps
+            if adv.mode == "search" else 1))
 
   def assemble(self, results: Sequence[tuple[_exp.Part, Mapping[str, np.ndarray]]]
                ) -> dict[str, np.ndarray]:
@@ -499,11 +534,18 @@ class BetaGrid:
           "T": np.full(n, self.T, np.int32), "d": np.full(n, self.d, np.int32),
           "G": np.full(n, self.G, np.float32),
           "kappa": np.full(n, self.kappa, np.float32)})
+      if self._searches:
+        res = _with_search_columns(res, n)
       tables.append(res)
-    return _exp.concat(tables, BETA_GRID_COLUMNS)
+    return _exp.concat(tables, self.csv_columns(None))
 
-  def csv_columns(self, table: Mapping[str, np.ndarray]) -> Sequence[str]:
-    return BETA_GRID_COLUMNS
+  @property
+  def _searches(self) -> bool:
+    return any(a.mode == "search" for a in self.adversaries)
+
+  def csv_columns(self, table: Optional[Mapping[str, np.ndarray]]
+                  ) -> Sequence[str]:
+    return BETA_GRID_COLUMNS + (WORST_COLUMNS if self._searches else ())
 
   def extra_tables(self, table: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return {}
@@ -565,6 +607,10 @@ class BetaGrid:
       if adv == "worst":
         what, label = ("max over adversaries of mean regret / minimax order "
                        "d D G / sqrt(1 - b1^2)"), "regret/minimax"
+      elif adv == "worst_case":
+        what, label = (f"the worst sequence per cell, searched: "
+                       f"{self.search_restarts} restarts x "
+                       f"{self.search_steps} ascent steps"), "regret"
       elif stoch[adv]:
         what, label = f"mean regret over {len(self.seeds)} seed(s)", "regret"
       else:
@@ -572,8 +618,12 @@ class BetaGrid:
       var = f", D={radius:g}, {self.rate}={rate_v:g}" if multi else ""
       lines += ["", f"{adv}{var} ({what}):"]
       lines += _report.format_rows(
-          rows, label, [("max regret/D3",
-                         lambda r: _report.fmt(r["worst_regret_over_bound"]))])
+          rows, label, [
+              ("at b1^2 / best",
+               lambda r: _report.fmt(r["at_b1_squared"] / r["best"])
+               if r["best"] > 0 else "nan"),
+              ("max regret/D3",
+               lambda r: _report.fmt(r["worst_regret_over_bound"]))])
     bad = np.asarray(table["nonfinite_round"]) > 0
     if bad.any():
       lines += ["", f"warning: {int(bad.sum())} game(s) saw a non-finite "
@@ -648,11 +698,20 @@ def beta_grid(**options: Any) -> BetaGrid:
       raise ValueError(
           f"`method` 'parallel' needs oblivious adversaries; `adversaries` "
           f"{', '.join(adaptive)} are adaptive; use `method` 'sequential'.")
+  searches = [a.name for a in advs if a.mode == "search"]
+  if searches and (domain != "box" or method != "sequential"):
+    raise ValueError(
+        f"`adversaries` {searches[0]} (the worst-case search) runs in the box "
+        f"domain with the sequential method; got `domain` {domain!r}, "
+        f"`method` {method!r}.")
+  restarts = _opt.positive_int("search_restarts", o["search_restarts"])
+  steps = _opt.positive_int("search_steps", o["search_steps"])
   chunk = o["chunk_size"]
   chunk = None if chunk is None else _opt.positive_int("chunk_size", chunk)
   return BetaGrid(b1=b1, b2=b2, seeds=seeds, adversaries=advs, T=T, d=d,
                   radius=radius, c=c, lr=lr, G=G, kappa=kappa, domain=domain,
-                  method=method, chunk_size=chunk)
+                  method=method, chunk_size=chunk, search_restarts=restarts,
+                  search_steps=steps)
 
 
 BetaGridResult = _exp.ExperimentResult
@@ -752,6 +811,47 @@ def _per_cell_fn(adv: GridAdversary, *, T, d, domain, G, kappa, method):
     return _outputs(res, horizon, T, domain)
 
   return cell_fn
+
+
+@functools.lru_cache(maxsize=8)
+def _worst_cell_fn(*, T, d, G, restarts, steps):
+  """Cell function: the worst-case search of ftrl_adam.regret.worst.
+
+  The search runs at d = 1: in the box the learner and the best comparator
+  act coordinate by coordinate, so the worst d-dimensional sequence is the
+  1-D one tiled, with d times its regret and bound (regret.worst).
+  """
+  search = _worst.worst_case_cell_fn(T=T, restarts=restarts, steps=steps,
+                                     G=G)
+
+  def cell_fn(cell):
+    out = search(cell)
+    hist = out["gain_history"]
+    tail = max(1, hist.shape[0] // 10)
+    nan = jnp.full([], jnp.nan, jnp.float32)
+    return {
+        "regret": d * out["worst_regret"], "max_regret": nan,
+        "bound": d * out["worst_bound"], "bound_d4": nan,
+        "horizon": jnp.int32(T), "nonfinite_round": jnp.int32(0),
+        "best_construction": d * out["best_construction"],
+        "search_start": d * out["search_start"],
+        # the relative gain of the last tenth of the budget (convergence)
+        "search_gain_last": (hist[-1] - hist[-1 - tail]) / hist[-1],
+        "search_restarts": out["search_restarts"],
+        "search_steps": out["search_steps"],
+        "search_sweeps": out["search_sweeps"],
+    }
+
+  return cell_fn
+
+
+def _with_search_columns(res: dict, n: int) -> dict:
+  fill = {"search_restarts": -1, "search_steps": -1, "search_sweeps": -1}
+  for k in WORST_COLUMNS:
+    if k not in res:
+      res[k] = (np.full(n, fill[k], np.int32) if k in fill
+                else np.full(n, np.nan, np.float32))
+  return res
 
 
 # ============================================================================
