@@ -108,6 +108,7 @@ __all__ = (
     "ChunkInfo",
     "MIN_CELLS_PER_DEVICE",
     "ResultsFolderError",
+    "compile_ahead",
     "compiler_options",
     "key_from_seed",
     "linspace",
@@ -657,6 +658,57 @@ def _resume(out_dir: Optional[str], manifest: Mapping[str, Any],
           for i in np.flatnonzero(mask).tolist()}
 
 
+class _Layout(NamedTuple):
+  group: int
+  chunk: int
+  n_chunks: int
+  padded: int
+  n_devices: int
+  mesh: Mesh
+  sharding: NamedSharding
+
+
+def _layout(n: int, chunk_size: Any, group_size: Any) -> _Layout:
+  """Chunks (whole groups), padding and the mesh of a run of ``n`` rows."""
+  gs = 1 if group_size is None else group_size
+  if (isinstance(gs, bool) or not isinstance(gs, (int, np.integer))
+      or gs < 1):
+    raise ValueError(f"`group_size` must be None or an integer >= 1, got "
+                     f"{group_size!r}.")
+  if n % gs:
+    raise ValueError(f"`group_size` {gs} must divide the number of rows {n}.")
+  gs = int(gs)
+  # Chunks hold whole groups; in groups: `chunk // gs` per chunk.
+  chunk = min(max(gs, int(chunk_size) // gs * gs), n)
+  devices = jax.devices()
+  n_dev = len(devices)
+  min_per_device = MIN_CELLS_PER_DEVICE if group_size is None else 1
+  padded = n_dev * max(min_per_device, -(-(chunk // gs) // n_dev))
+  mesh = Mesh(np.asarray(devices), ("cells",))
+  return _Layout(gs, chunk, -(-n // chunk), padded, n_dev, mesh,
+                 NamedSharding(mesh, P("cells")))
+
+
+def compile_ahead(cell_fn: CellFn, table: Mapping[str, Any], *,
+                  chunk_size: int, group_size: Optional[int] = None,
+                  compiler_options: Optional[Mapping[str, Any]] = None
+                  ) -> Callable[[], None]:
+  """Traces the program :func:`run_grid` will run now; returns its compiler.
+
+  Calling the returned function compiles it; the later :func:`run_grid`
+  call with the same arguments finds the compiled program in the cache.
+  XLA compiles without holding Python's GIL, so a runner with several grids
+  traces them one after the other and compiles them in parallel threads.
+  """
+  table = _canonical_table(table)
+  lay = _layout(_n_rows(table), chunk_size, group_size)
+  options = (_compiler_options_default() if compiler_options is None
+             else dict(compiler_options))
+  prog = _program(cell_fn, table, lay.padded, lay.mesh, lay.sharding, options,
+                  group_size)
+  return functools.partial(_compile, prog, options)
+
+
 def run_grid(
     cell_fn: CellFn,
     table: Mapping[str, Any],
@@ -764,25 +816,12 @@ def run_grid(
     raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
   options = (_compiler_options_default() if compiler_options is None
              else dict(compiler_options))
-  gs = 1 if group_size is None else group_size
-  if (isinstance(gs, bool) or not isinstance(gs, (int, np.integer))
-      or gs < 1):
-    raise ValueError(f"`group_size` must be None or an integer >= 1, got "
-                     f"{group_size!r}.")
-  if n % gs:
-    raise ValueError(f"`group_size` {gs} must divide the number of rows {n}.")
-  gs = int(gs)
-  # Chunks hold whole groups; in groups: `chunk // gs` per chunk.
-  chunk = min(max(gs, int(chunk_size) // gs * gs), n)
-  n_chunks = -(-n // chunk)
-
-  devices = jax.devices()
-  n_dev = len(devices)
-  min_per_device = MIN_CELLS_PER_DEVICE if group_size is None else 1
-  padded = n_dev * max(min_per_device, -(-(chunk // gs) // n_dev))
-  mesh = Mesh(np.asarray(devices), ("cells",))
-  sharding = NamedSharding(mesh, P("cells"))
-  prog = _program(cell_fn, table, padded, mesh, sharding, options, group_size)
+  lay = _layout(n, chunk_size, group_size)
+  gs, chunk, n_chunks, padded, n_dev = (lay.group, lay.chunk, lay.n_chunks,
+                                        lay.padded, lay.n_devices)
+  sharding = lay.sharding
+  prog = _program(cell_fn, table, padded, lay.mesh, sharding, options,
+                  group_size)
   outputs = prog.outputs
 
   out_dir = None if out_dir is None else os.fspath(out_dir)

@@ -40,6 +40,7 @@ mixed.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -370,19 +371,29 @@ def run_experiment(
 
   t_start = time.perf_counter()
   parts = spec.parts()
+  tables = [p.table() for p in parts]
   works = [p.n_cells * p.work_per_cell for p in parts]
+  options = None if reproducible else {}
+  if len(parts) > 1:   # trace one by one, compile in parallel (no GIL in XLA)
+    compilers = [grid.compile_ahead(p.cell_fn, t, chunk_size=p.chunk_size,
+                                    group_size=p.group_size,
+                                    compiler_options=options)
+                 for p, t in zip(parts, tables, strict=True)]
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
+      list(pool.map(lambda compile_: compile_(), compilers))
   seconds: dict[str, float] = {"compute": 0.0}
   results = []
   try:
-    for i, part in enumerate(parts):
+    for i, (part, table) in enumerate(zip(parts, tables, strict=True)):
       t0 = time.perf_counter()
       timings: dict[str, float] = {}
       res = grid.run_grid(
-          part.cell_fn, part.table(), chunk_size=part.chunk_size,
+          part.cell_fn, table, chunk_size=part.chunk_size,
           out_dir=None if out is None else os.path.join(out, f"grid_{part.name}"),
           config=part.config, progress=progress, overwrite=overwrite,
           on_chunk=on_chunk,
-          compiler_options=None if reproducible else {},
+          compiler_options=options,
           group_size=part.group_size,
           progress_label=f"{spec.WHAT} {part.name} ({i + 1}/{len(parts)})",
           work_per_cell=part.work_per_cell, work_after=sum(works[i + 1:]),

@@ -56,6 +56,9 @@ from ftrl_adam.regret import bounds
 from ftrl_adam.regret.adversaries import Adversary
 
 METHODS = ("sequential", "parallel")
+
+# Rounds whose shared gradients are drawn in one call (shared_stream_games).
+_ROUND_BLOCK = 128
 DOMAINS = bounds.DOMAINS
 
 _f32 = jnp.float32
@@ -510,21 +513,33 @@ def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
 
   h_axis = None if horizon is None else 0
 
-  def body(carry, t):
-    if tick:
-      grid_progress.report_rounds(t, T)
-    k = jax.random.fold_in(key, t)
-    if per_cell_adversary:
-      g = jax.vmap(lambda a: a.gradient(t, k, d))(adversary)
-    else:
-      g = adversary.gradient(t, k, d)
+  def gradients(ts):
+    """g_t of the rounds ts, drawn at once (the stream does not wait for
+    the learners): (B, d), or (B, K, d) per cell."""
+    def at(t):
+      k = jax.random.fold_in(key, t)
+      if per_cell_adversary:
+        return jax.vmap(lambda a: a.gradient(t, k, d))(adversary)
+      return adversary.gradient(t, k, d)
+    return jax.vmap(at)(ts)
+
+  def body(carry, tg):
+    t, g = tg
     carry = jax.vmap(one, in_axes=(0, 0 if per_cell_adversary else None, None,
                                    0, 0, 0, 0, h_axis))(
                                        carry, g, t, b1, b2, radius, c, horizon)
     return carry, None
 
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
-  (_, _, _, acc), _ = jax.lax.scan(body, carry0, ts)
+  def block(carry, ts):
+    if tick:   # once per block: ts[-1] is a multiple of the block size
+      grid_progress.report_rounds(ts[-1], T, times=T // ts.shape[0])
+    return jax.lax.scan(body, carry, (ts, gradients(ts)))
+
+  # Blocks of rounds: each block's gradients are drawn in one vectorised call
+  # (O(block x d) memory), then the learners play them one round at a time.
+  size = max(b for b in range(1, min(T, _ROUND_BLOCK) + 1) if T % b == 0)
+  ts = jnp.arange(1, T + 1, dtype=jnp.int32).reshape(T // size, size)
+  (_, _, _, acc), _ = jax.lax.scan(block, carry0, ts)
   zero_u = jnp.zeros((d,), _f32)
   res = jax.vmap(
       lambda acc, r, b1, b2, c: _finish(acc, zero_u, r, Theory(b1, b2, c),
