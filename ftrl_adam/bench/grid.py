@@ -33,6 +33,8 @@ import numpy as np
 from ftrl_adam.bench import _common  # noqa: E402
 
 from ftrl_adam import grid  # noqa: E402
+from ftrl_adam import regret  # noqa: E402
+from ftrl_adam.regret import bounds  # noqa: E402
 from ftrl_adam.regret import study  # noqa: E402
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, by jax device_kind, for the
@@ -71,7 +73,20 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
                               spec.n_learners)
     per_cell = study._per_cell_fn(adv, T=T, d=d, domain="box", G=1.0,  # pylint: disable=protected-access
                                   kappa=1.0, method="sequential")
-    single = jax.jit(per_cell)
+
+    def one_game(cell):
+      """regret.game for one cell, as a user would loop over cells."""
+      b1, b2 = cell["b1"], cell["b2"]
+      horizon = None
+      if adversary == "switch":
+        big_l, k = bounds.switch_lengths(b1, b2)
+        horizon = jnp.minimum(big_l + k, T).astype(jnp.int32)
+      return regret.game(b1, b2, radius=cell["radius"], c=cell["c"], T=T, d=d,
+                         adversary=adv.make(1.0, 1.0, b1, b2),
+                         key=grid.key_from_seed(cell["seed"]),
+                         horizon=horizon).regret_box
+
+    single = jax.jit(one_game)
     cells_dev = [{k: jnp.asarray(v[i]) for k, v in table.items()}
                  for i in range(len(table["b1"]))]
 
