@@ -908,7 +908,8 @@ def _heatmaps(spec: BetaGrid, table, out):
     worst = None
     for adv in advs:
       where = {**var, "adversary": adv}
-      over = f"mean of {seeds} seeds" if stoch[adv] else "deterministic"
+      over = ("searched per cell" if adv == "worst_case" else
+              f"mean of {seeds} seeds" if stoch[adv] else "deterministic")
       path = os.path.join(out, f"regret_{adv}{sfx}.png")
       plots.heatmap(
           table, "regret_over_minimax", where=where, log_one_minus=True,
