@@ -18,6 +18,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -327,3 +328,51 @@ def test_resuming_a_user_task_with_other_data_is_refused(tmp_path):
     studies.run_study(task_with(1), **kw)  # other data, same shapes
   with pytest.raises(ValueError, match="run"):
     studies.run_study(task_with(0, nn.Dense(1, use_bias=False)), **kw)
+
+
+def _hidden_nan_task(threshold):
+  """A task whose gradient turns NaN where its loss is still finite.
+
+  loss = sum(w**2) + sum(where(w < threshold, 0, sqrt(w - threshold))): below
+  the threshold the selected value is 0, but the gradient of the other branch
+  is 0 * (1 / sqrt(negative)) = NaN.  (After that step the NaN update makes
+  the parameters, and so the later losses, NaN too: non-finite is loud.)
+  """
+  def loss(params, batch):
+    w = params["w"]
+    return jnp.sum(w ** 2) + jnp.sum(
+        jnp.where(w < threshold, 0.0, jnp.sqrt(w - threshold)))
+
+  return studies.Task(
+      name="hidden-nan", init_params=lambda key: {"w": jnp.full((3,), 1.0)},
+      loss=loss, train_batch=lambda key, step: jnp.zeros(()),
+      val_batch=jnp.zeros(()),
+      defaults=studies.TaskDefaults(steps=20, learning_rates=(0.01, 1.0),
+                                    ema_decay=0.9, eval_every=10))
+
+
+def test_a_nonfinite_gradient_marks_the_run_diverged_even_with_finite_losses():
+  """The gradient turns NaN once w < -0.5 (lr = 1.0 steps there, lr = 0.01
+  never does): that run is diverged, and the study never tunes to its
+  learning rate."""
+  task = _hidden_nan_task(-0.5)
+  w = jnp.full((3,), -0.6)
+  assert np.isfinite(float(task.loss({"w": w}, None)))
+  assert np.isnan(np.asarray(jax.grad(task.loss)({"w": w}, None)["w"])).all()
+  small = studies.train(task, b1=0.9, b2=0.99, learning_rate=0.01, seed=0)
+  big = studies.train(task, b1=0.9, b2=0.99, learning_rate=1.0, seed=0)
+  assert not bool(small["diverged"]) and bool(big["diverged"])
+  res = studies.run_study(task, b1=[0.9], b2=[0.99], seeds=1, progress=False,
+                          verbose=False, plots=False)
+  assert res.cells["diverged"].tolist() == [False, True]
+  assert res.tuned["lr_val_loss"].tolist() == [np.float32(0.01)]
+  assert "1 of 2 runs diverged" in res.summary
+
+
+def test_tuning_never_picks_a_learning_rate_where_a_seed_diverged():
+  cells = grid.product(b1=[0.9], b2=[0.99], lr=[0.1, 0.01], seed=[0, 1])
+  cells["val_loss"] = np.float32([0.5, 0.5, 1.0, 1.0])   # lr 0.1 looks better
+  cells["diverged"] = np.array([False, True, False, False])   # but a seed diverged
+  t = studies.tune_learning_rate(cells, metrics=["val_loss"])
+  assert t["lr_val_loss"].tolist() == [np.float32(0.01)]
+  assert float(t["val_loss"][0]) == 1.0
