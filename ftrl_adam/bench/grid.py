@@ -71,7 +71,7 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
     table = {k: np.tile(v, len(spec.seeds)) for k, v in spec.learners().items()}
     table["seed"] = np.repeat(np.asarray(spec.seeds, np.int32),
                               spec.n_learners)
-    per_cell = study._per_cell_fn(adv, T=T, d=d, domain="box", G=1.0,  # pylint: disable=protected-access
+    per_cell = study.per_cell_fn(adv, T=T, d=d, domain="box", G=1.0,
                                   kappa=1.0, method="sequential")
 
     def one_game(cell):

@@ -507,7 +507,7 @@ class BetaGrid:
       cell_fn = _shared_cell_fn(adv, T=T, d=d, domain=domain, G=G,
                                 kappa=kappa)
     else:
-      cell_fn = _per_cell_fn(adv, T=T, d=d, domain=domain, G=G, kappa=kappa,
+      cell_fn = per_cell_fn(adv, T=T, d=d, domain=domain, G=G, kappa=kappa,
                              method=self.method)
     return _exp.Part(
         name=adv.name, n_cells=self.n_cells_of(adv),
@@ -798,8 +798,12 @@ def _shared_cell_fn(adv: GridAdversary, *, T, d, domain, G, kappa):
 
 
 @functools.lru_cache(maxsize=32)
-def _per_cell_fn(adv: GridAdversary, *, T, d, domain, G, kappa, method):
-  """Cell function: one game (adaptive adversaries, the parallel path)."""
+def per_cell_fn(adv: GridAdversary, *, T, d, domain, G, kappa, method):
+  """Cell function: one game per cell (adaptive adversaries, the parallel path).
+
+  Also version 0.1.0's way to run every adversary, kept as the baseline of
+  ``ftrl-adam bench grid``.
+  """
 
   def cell_fn(cell):
     b1, b2 = cell["b1"], cell["b2"]
