@@ -12,7 +12,7 @@ from ftrl_adam import conversion
 from ftrl_adam import ema
 from ftrl_adam import ftrl
 
-_DOMAINS = ("ball", "box")
+_DOMAINS = ftrl.DOMAINS
 
 
 def ahn_cutkosky(

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ftrl_adam import _checks
+from ftrl_adam import _theory
 from ftrl_adam import grid
 
 # Shared with the optimizer layer (ftrl_adam.ftrl.DOMAINS); re-exported here.
@@ -169,14 +170,10 @@ def choice(name: str, value: Any, allowed: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------
 
 def c_from_lr(lr: np.ndarray, b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
-  """c = lr (1 - b1) / sqrt(1 - b2) (docs/theory.md section 2), in float32."""
-  one = np.float32(1.0)
-  return (np.float32(lr) * (one - np.float32(b1))
-          / np.sqrt(one - np.float32(b2))).astype(np.float32)
+  """c = lr (1 - b1) / sqrt(1 - b2) (docs/theory.md section 2), float32 NumPy."""
+  return np.asarray(_theory.c_from_lr(lr, b1, b2), np.float32)
 
 
 def lr_from_c(c: np.ndarray, b1: np.ndarray, b2: np.ndarray) -> np.ndarray:
   """lr = c sqrt(1 - b2) / (1 - b1), the inverse of :func:`c_from_lr`."""
-  one = np.float32(1.0)
-  return (np.float32(c) * np.sqrt(one - np.float32(b2))
-          / (one - np.float32(b1))).astype(np.float32)
+  return np.asarray(_theory.lr_from_c(c, b1, b2), np.float32)

@@ -49,6 +49,7 @@ import numpy as np
 import optax
 
 from ftrl_adam import _checks
+from ftrl_adam import _theory
 from ftrl_adam import ftrl as _ftrl
 from ftrl_adam import grid as grid_progress
 from ftrl_adam.regret import _parallel
@@ -197,7 +198,7 @@ def theory_learner(b1: Any, b2: Any, radius: Any, *, c: Optional[Any] = None,
   """
   _checks.check_choice("domain", domain, DOMAINS)
   theory = theory_constants(b1, b2, radius, c)
-  lr = theory.c * jnp.sqrt(1.0 - theory.b2) / (1.0 - theory.b1)
+  lr = _theory.lr_from_c(theory.c, theory.b1, theory.b2)
   return _ftrl.ftrl_adam(
       lr, theory.b1, theory.b2, 0.0, radius=radius, domain=domain,
       bias_correction=False,
