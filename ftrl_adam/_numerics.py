@@ -169,3 +169,22 @@ def scalar_like(params: Any, value: Any, dtype: Any) -> jax.Array:
       return jax.device_put(jnp.array(value, dtype, copy=True),
                             _replicated(leaf.sharding))
   return jnp.array(value, dtype, copy=True)
+
+
+def as_held(x: Any) -> Any:
+  """``x`` (already cast to the params' dtype) rounded to it explicitly.
+
+  Under ``jit`` XLA may keep ``(p + u).astype(bfloat16)`` in float32 when the
+  next operation is float32 ("excess precision": the convert pair is
+  removed), so the EMA would average the unrounded sum.  ``reduce_precision``
+  to the dtype's exponent and mantissa bits is not removed: the EMA sees the
+  bits the loop will store.  Float32 and wider, and complex, need nothing.
+  """
+  if x is None:
+    return None
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 32:
+    return x
+  info = jnp.finfo(dtype)
+  return jax.lax.reduce_precision(
+      x.astype(jnp.float32), exponent_bits=info.nexp, mantissa_bits=info.nmant)

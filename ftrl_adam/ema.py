@@ -204,25 +204,6 @@ def _blend(ema, x, w, active):
   return new.astype(ema.dtype)
 
 
-def _as_held(x: Any) -> Any:
-  """``x`` (already cast to the params' dtype) rounded to it explicitly.
-
-  Under ``jit`` XLA may keep ``(p + u).astype(bfloat16)`` in float32 when the
-  next operation is float32 ("excess precision": the convert pair is
-  removed), so the EMA would average the unrounded sum.  ``reduce_precision``
-  to the dtype's exponent and mantissa bits is not removed: the EMA sees the
-  bits the loop will store.  Float32 and wider, and complex, need nothing.
-  """
-  if x is None:
-    return None
-  dtype = jnp.result_type(x)
-  if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 32:
-    return x
-  info = jnp.finfo(dtype)
-  return jax.lax.reduce_precision(
-      x.astype(jnp.float32), exponent_bits=info.nexp, mantissa_bits=info.nmant)
-
-
 def _canonical_int(name: str, x: Any, low: int) -> Any:
   """A Python int >= low, or an int32 array (traced under inject_hyperparams)."""
   if _checks.is_traced(x):
@@ -434,7 +415,7 @@ def ema_params(
     state = unwrap(state)
     count = optax.safe_increment(state.count)
     if source == "updated":
-      x = jax.tree.map(_as_held, optax.apply_updates(params, updates),
+      x = jax.tree.map(_numerics.as_held, optax.apply_updates(params, updates),
                        is_leaf=_is_none)
     else:
       x = params

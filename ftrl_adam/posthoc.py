@@ -101,6 +101,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ftrl_adam import _numerics
 from ftrl_adam import _state_search
 from ftrl_adam.ema import power_from_sigma_rel
 
@@ -204,24 +205,6 @@ class PosthocEmaState(NamedTuple):
   count: jax.Array
   powers: jax.Array
   emas: tuple
-
-
-def _held(x: Any) -> Any:
-  """``x`` rounded to its own dtype explicitly (below float32 only).
-
-  Under ``jit`` XLA may keep ``(p + u).astype(bfloat16)`` in float32 when the
-  next operation is float32; ``reduce_precision`` makes the EMA see the bits
-  the loop stores.
-  """
-  if x is None:
-    return None
-  dtype = jnp.result_type(x)
-  if not jnp.issubdtype(dtype, jnp.floating) or jnp.finfo(dtype).bits >= 32:
-    return x
-  info = jnp.finfo(dtype)
-  return jax.lax.reduce_precision(
-      jnp.asarray(x, jnp.float32), exponent_bits=info.nexp,
-      mantissa_bits=info.nmant)
 
 
 def posthoc_ema_params(
@@ -329,7 +312,7 @@ def posthoc_ema_params(
           "TrainState.apply_gradients pass them).")
     count = optax.safe_increment(state.count)
     if source == "updated":
-      x = jax.tree.map(_held, optax.apply_updates(params, updates),
+      x = jax.tree.map(_numerics.as_held, optax.apply_updates(params, updates),
                        is_leaf=lambda v: v is None)
     else:
       x = params
