@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -99,6 +100,27 @@ def start_distributed(args: argparse.Namespace,
     jax.distributed.initialize(**kw)
   except (ValueError, RuntimeError) as e:
     parser.error(f"--distributed: jax.distributed.initialize() failed: {e}")
+
+
+def words_for(options: Sequence[Any],
+              extra: Sequence[tuple[str, str]] = ()) -> Callable[[str], str]:
+  """A function that names the flags in a message about spec options.
+
+  The runner's own arguments (``overwrite=True``, ``out_dir``) become
+  ``--overwrite`` and ``--out`` for every subcommand.
+  """
+  from ftrl_adam.lab import options as lab_options  # pylint: disable=import-outside-toplevel
+  shared = (("overwrite=True", "--overwrite"), ("out_dir", "--out"))
+  return lambda message: lab_options.cli_words(message, options,
+                                               (*extra, *shared))
+
+
+def print_written(files: dict[str, str], out: str) -> None:
+  """``wrote N files to OUT/: a, b, ...`` on stdout."""
+  names = sorted(os.path.basename(f) for f in files.values())
+  if names:
+    print(f"\nwrote {len(names)} files to {out}{os.sep}: {', '.join(names)}")
+  sys.stdout.flush()
 
 
 def error(parser: argparse.ArgumentParser, message: str, status: int = 2) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 from ftrl_adam.cli import _common
@@ -61,15 +60,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-  from ftrl_adam.lab import options as lab_options  # pylint: disable=import-outside-toplevel
   study = _options()
   parser = args._parser  # pylint: disable=protected-access
   _common.start_distributed(args, parser)
   kwargs = dict(study.QUICK) if args.quick else {}
   kwargs.update(_common.given(args, study.BETA_GRID_OPTIONS))
-  words = lambda m: lab_options.cli_words(  # noqa: E731
-      m, study.BETA_GRID_OPTIONS, (("overwrite=True", "--overwrite"),
-                                   ("out_dir", "--out")))
+  words = _common.words_for(study.BETA_GRID_OPTIONS)
   # Everything is checked here, before anything is traced or compiled.
   try:
     spec = study.beta_grid(**kwargs)
@@ -83,10 +79,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, plots=not args.no_plots,
         reproducible=args.reproducible)
     print(result.text)
-    names = sorted(os.path.basename(f) for f in result.files.values())
-    if names:
-      print(f"\nwrote {len(names)} files to {out}{os.sep}: {', '.join(names)}")
-    sys.stdout.flush()
+    _common.print_written(result.files, out)
     return 0
 
   return _common.run_guarded(parser, go, words, out)

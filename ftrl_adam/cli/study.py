@@ -54,16 +54,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-  from ftrl_adam.lab import options as lab_options  # pylint: disable=import-outside-toplevel
   study = _study()
   parser = args._parser  # pylint: disable=protected-access
   _common.start_distributed(args, parser)
   kwargs = _common.given(args, study.STUDY_OPTIONS)
   task = kwargs.pop("task", "digits")
-  words = lambda m: lab_options.cli_words(  # noqa: E731
-      m, study.STUDY_OPTIONS, (("`task_options`", "--option"),
-                               ("overwrite=True", "--overwrite"),
-                               ("out_dir", "--out")))
+  words = _common.words_for(study.STUDY_OPTIONS,
+                            (("`task_options`", "--option"),))
   try:
     spec = study.make_study(task, task_options=dict(args.option), **kwargs)
   except (ValueError, TypeError) as e:
@@ -75,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
         spec.task, out_dir=out, progress=not args.no_progress,
         overwrite=args.overwrite, plots=not args.no_plots, verbose=True,
         **kwargs)
-    names = sorted(os.path.basename(f) for f in result.files.values())
-    print(f"\nwrote {len(names)} files to {out}{os.sep}: {', '.join(names)}")
+    _common.print_written(result.files, out)
     return 0
 
   return _common.run_guarded(parser, go, words, out)
