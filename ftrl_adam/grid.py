@@ -67,8 +67,9 @@ arrays, one per table column; no Python ``if`` on their values, no side
 effects that matter), returning a flat dict of numeric arrays of fixed shapes
 whose names differ from the table's columns.  Randomness comes from the seed
 column (:func:`key_from_seed`).  Everything else it depends on (horizon,
-dimension, game, model) belongs in ``config``, because the fingerprint that
-guards ``out_dir`` cannot hash code.
+dimension, game, model) belongs in ``config``: the fingerprint that guards
+``out_dir`` holds a digest of ``cell_fn``'s own code and closure values, but
+cannot see everything code can reach.
 
 Multi-host: the code uses only multi-controller-safe APIs - the global mesh
 over ``jax.devices()``, inputs built with ``jax.make_array_from_callback``
@@ -103,6 +104,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ftrl_adam import _grid_io
 from ftrl_adam._grid_io import ResultsFolderError
+from ftrl_adam.lab.identity import code_digest
 
 __all__ = (
     "ChunkInfo",
@@ -758,9 +760,11 @@ def run_grid(
       folder that is not a results folder raise :class:`ResultsFolderError`.
       Only process 0 touches the folder.
     config: JSON-serialisable description of everything ``cell_fn`` depends on
-      besides the table (game, horizon, dimension, model, ...).  The engine
-      cannot hash code: put the settings that change the results here, so a
-      changed run is never resumed from an old folder.
+      besides the table (game, horizon, dimension, model, ...).  The
+      fingerprint also holds a digest of ``cell_fn``'s code, closure values
+      and the module values it reads (:func:`ftrl_adam.lab.identity.code_digest`),
+      but not of code it reaches through imported modules or objects it cannot
+      read: put the settings that change the results here too.
     progress: print a line per chunk (cells/s, ETA) to stderr, on process 0.
     overwrite: with ``out_dir``, delete the folder's previous grid results (its
       manifest and chunk files; other files are kept) and start again.  A folder
@@ -837,6 +841,10 @@ def run_grid(
         "outputs": [[k, list(s), d.str] for k, (s, d) in outputs.items()],
         "compiler_options": options,
         "group_size": group_size,
+        # What cell_fn computes with: its code, closure values and the
+        # module values it reads (lab.identity), so that changed code never
+        # resumes old chunks, even with the same `config`.
+        "code": code_digest(cell_fn),
     }
     # Round-trip through JSON so the manifest compares equal to what is read.
     parts = json.loads(_grid_io.canonical_json(parts))

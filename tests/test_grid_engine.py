@@ -543,3 +543,45 @@ def test_heatmap_png(tmp_path):
     assert fig.axes[0].get_title() == kw.get("title", fig.axes[0].get_title())
   with pytest.raises(ValueError, match="Unknown overlay"):
     plots.heatmap(t, "regret", overlays=["b2=b1^3"])
+
+
+def test_changed_cell_code_is_never_resumed_and_the_same_code_is(tmp_path):
+  """The fingerprint holds a digest of cell_fn's code and closure values:
+  the same function resumes (also from another process); changed code or a
+  changed closure constant with the same config is refused."""
+  import subprocess
+  import sys
+  import textwrap
+  table = grid.product(b1=[0.0, 0.5], seed=grid.seeds(2))
+
+  def make(scale):
+    def cell_fn(cell):
+      return {"y": scale * cell["b1"] + jax.random.normal(
+          grid.key_from_seed(cell["seed"]))}
+    return cell_fn
+
+  out = tmp_path / "run"
+  first = grid.run_grid(make(2.0), table, chunk_size=2, out_dir=out,
+                        progress=False, config={"same": True})
+  again = grid.run_grid(make(2.0), table, chunk_size=2, out_dir=out,
+                        progress=False, config={"same": True})
+  assert again["y"].tobytes() == first["y"].tobytes()
+  with pytest.raises(grid.ResultsFolderError, match="changed: code"):
+    grid.run_grid(make(3.0), table, chunk_size=2, out_dir=out,
+                  progress=False, config={"same": True})
+  # the beta-grid's cell functions resume across processes
+  script = textwrap.dedent(f"""
+      from ftrl_adam import regret
+      spec = regret.beta_grid(b1=[0.5, 0.9], b2=[0.5, 0.99], seeds=2, T=20,
+                              d=2, adversaries="switch,gaussian,oppose")
+      regret.run_beta_grid(spec, out_dir={str(tmp_path / 'bg')!r},
+                           progress=False, plots=False)
+      """)
+  subprocess.run([sys.executable, "-c", script], check=True)
+  from ftrl_adam import regret
+  done = []
+  spec = regret.beta_grid(b1=[0.5, 0.9], b2=[0.5, 0.99], seeds=2, T=20, d=2,
+                          adversaries="switch,gaussian,oppose")
+  regret.run_beta_grid(spec, out_dir=tmp_path / "bg", progress=False,
+                       plots=False, on_chunk=done.append)
+  assert done == []      # everything loaded, nothing recomputed

@@ -63,7 +63,9 @@ def _feed(h: "hashlib._Hash", obj: Any, depth: int, seen: set[int]) -> None:
       _feed(h, c, depth + 1, seen)
     return
   if isinstance(obj, types.FunctionType):
-    h.update(f"{obj.__module__}.{obj.__qualname__}".encode())
+    # The qualified name and the code, not the module's name: the same file
+    # imported under another name is the same code.
+    h.update(obj.__qualname__.encode())
     _feed(h, obj.__code__, depth + 1, seen)
     _feed(h, obj.__defaults__, depth + 1, seen)
     _feed(h, obj.__kwdefaults__, depth + 1, seen)
@@ -83,7 +85,7 @@ def _feed(h: "hashlib._Hash", obj: Any, depth: int, seen: set[int]) -> None:
     _feed(h, obj.__self__, depth + 1, seen)
     return
   if isinstance(obj, type):
-    h.update(f"{obj.__module__}.{obj.__qualname__}".encode())
+    h.update(obj.__qualname__.encode())
     for name, v in sorted(vars(obj).items()):
       if isinstance(v, (types.FunctionType, staticmethod, classmethod)):
         h.update(name.encode())
