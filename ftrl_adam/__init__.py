@@ -9,6 +9,9 @@ The public API:
   - post-hoc EMA (Karras et al. 2024): choose sigma_rel after training;
 * :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
   docs/theory.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
+* :func:`regret_monitor`, :func:`regret_of`, :class:`RegretRecorder`,
+  :func:`recorded_gradients` - the b1-discounted regret of a training run and
+  its bound D3 on the real gradients, and their recording for a replay;
 The lab, loaded on first use (``import ftrl_adam`` does not load it):
 
 * :mod:`regret` - the regret lab (online linear games, adversaries, bounds,
@@ -34,6 +37,12 @@ from ftrl_adam.ema import power_from_sigma_rel
 from ftrl_adam.ftrl import ScaleByFtrlAdamState
 from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
+from ftrl_adam.monitor import MonitoredRegret
+from ftrl_adam.monitor import RegretMonitorState
+from ftrl_adam.monitor import RegretRecorder
+from ftrl_adam.monitor import recorded_gradients
+from ftrl_adam.monitor import regret_monitor
+from ftrl_adam.monitor import regret_of
 from ftrl_adam.posthoc import PosthocEmaState
 from ftrl_adam.posthoc import PosthocSnapshotKeeper
 from ftrl_adam.posthoc import PosthocSnapshots
@@ -61,10 +70,13 @@ __all__ = (
     "ClipBallState",
     "ClipBoxState",
     "EmaParamsState",
+    "MonitoredRegret",
     "OnlineToNonconvexState",
     "PosthocEmaState",
     "PosthocSnapshotKeeper",
     "PosthocSnapshots",
+    "RegretMonitorState",
+    "RegretRecorder",
     "ScaleByFtrlAdamState",
     "ahn_cutkosky",
     "clip_ball",
@@ -80,7 +92,10 @@ __all__ = (
     "posthoc_ema_weights",
     "posthoc_emas_of",
     "power_from_sigma_rel",
+    "recorded_gradients",
     "regret",
+    "regret_monitor",
+    "regret_of",
     "scale_by_ftrl_adam",
     "studies",
     "testing",

@@ -11,7 +11,8 @@ from ftrl_adam import cli
 @pytest.mark.parametrize("name,args,check", [
     ("step", ["--sizes", "4096", "--repeats", "2"],
      lambda d: {r["optimizer"] for r in d["results"]}
-     == {"optax.adam", "ftrl_adam", "ftrl_adam box"}),
+     == {"optax.adam", "ftrl_adam", "ftrl_adam box",
+         "ftrl_adam + monitor (4096 coords)"}),
     ("grid", ["--cells", "16", "--T", "20", "--workloads", "switch:1",
               "gaussian:2", "--repeats", "1"],
      lambda d: {r["path"] for r in d["results"]} == {

@@ -10,7 +10,13 @@ float32 parameters.  On a GPU it also measures a device-to-device copy and
 reports the step's effective bandwidth for the bytes an Adam step must move
 (read p, g, m, v; write p, m, v = 7 x 4 bytes per parameter).
 
+A fourth row times ``ftrl_adam`` wrapped in ``regret_monitor`` following a
+random subset of ``--monitor-coords`` coordinates (4,096 by default, with the
+D3 streams), interleaved with the others; its overhead is reported as a ratio
+to the plain ``ftrl_adam`` step (target: <= 1.10 at 16M parameters).
+
 Usage:  python benchmarks/step.py [--sizes 1000000 16000000] [--repeats 30]
+        [--monitor-coords 4096]
 """
 
 from __future__ import annotations
@@ -69,15 +75,19 @@ def main(argv=None) -> int:
   ap.add_argument("--repeats", type=int, default=30,
                   help="interleaved steps per optimizer; the median is "
                        "reported (default 30)")
+  ap.add_argument("--monitor-coords", type=int, default=4096,
+                  help="coordinates the regret monitor follows in the "
+                       "monitored row (default 4096)")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
   _common.positive_ints(ap, "--sizes", args.sizes)
   _common.positive_ints(ap, "--repeats", [args.repeats])
+  _common.positive_ints(ap, "--monitor-coords", [args.monitor_coords])
   _common.set_out(args.out)
   f32 = jnp.float32
   hp = dict(learning_rate=f32(1e-3), b1=f32(0.9), b2=f32(0.999), eps=f32(1e-8))
   gpu = jax.devices()[0].platform == "gpu"
-  rows, records = [], []
+  rows, records, overheads = [], [], []
   for n in args.sizes:
     params = _params(n)
     fns = {
@@ -85,13 +95,21 @@ def main(argv=None) -> int:
         "ftrl_adam": _stepper(fa.ftrl_adam(**hp), params),
         "ftrl_adam box": _stepper(fa.ftrl_adam(**hp, radius=1e-3), params),
     }
+    k = min(args.monitor_coords, n)
+    monitored = f"ftrl_adam + monitor ({k} coords)"
+    fns[monitored] = _stepper(fa.regret_monitor(
+        fa.ftrl_adam(**hp), radius=f32(1e-3), b1=hp["b1"], b2=hp["b2"],
+        lr=hp["learning_rate"], coords=k), params)
     med = _common.interleaved_medians(fns, args.repeats)
     base = med["optax.adam"]
+    overheads.append((n, monitored, med[monitored] / med["ftrl_adam"]))
     bw = _copy_bandwidth(n, args.repeats) if gpu else None
     for name, t in med.items():
       gbs = 7 * 4 * n / t / 1e9
       row = {"params": n, "optimizer": name, "median_ms": 1e3 * t,
              "ratio_vs_optax_adam": t / base, "step_GB_per_s": gbs}
+      if name == monitored:
+        row["ratio_vs_ftrl_adam"] = t / med["ftrl_adam"]
       if bw is not None:
         row["copy_GB_per_s"] = bw
         row["fraction_of_copy_bw"] = gbs / bw
@@ -103,6 +121,9 @@ def main(argv=None) -> int:
   if gpu:
     headers += ["copy GB/s", "fraction of copy"]
   _common.print_table(headers, rows)
+  for n, name, ratio in overheads:
+    print(f"regret monitor overhead at {n:,} params: {name} / ftrl_adam = "
+          f"{ratio:.3f} (target <= 1.10)")
   path = _common.write_json("step", {"repeats": args.repeats, "results": records})
   print(f"wrote {path}")
   return 0

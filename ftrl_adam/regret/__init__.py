@@ -11,8 +11,10 @@ Every claim of docs/theory.md section 3 as something to run (and a test to check
 * adversaries (:mod:`ftrl_adam.regret.adversaries`): oblivious
   (:func:`gaussian`, :func:`rademacher`, :func:`sparse`, :func:`heavy_tailed`,
   :func:`from_array`, :func:`switch` D5, :func:`alternating` D6,
-  :func:`oblivious`) and adaptive (:func:`oppose`, :func:`abs_w` of D7,
-  :func:`gradient_of` a user objective, :func:`adaptive`);
+  :func:`oblivious`; :func:`replay` of a recorded training run, from
+  :mod:`ftrl_adam.regret.replays`) and adaptive (:func:`oppose`,
+  :func:`abs_w` of D7, :func:`gradient_of` a user objective,
+  :func:`adaptive`);
 * bounds and orders (:mod:`ftrl_adam.regret.bounds`): :func:`d3_bound`,
   :func:`d4_bound`, :func:`minimax_order`, :func:`switch_order`,
   :func:`alternating_order`, :func:`oblivious_order`, and the closed forms of
@@ -75,6 +77,7 @@ from ftrl_adam.regret.games import play
 from ftrl_adam.regret.games import raise_if_nonfinite
 from ftrl_adam.regret.games import theory_constants
 from ftrl_adam.regret.games import theory_learner
+from ftrl_adam.regret.replays import replay
 from ftrl_adam.regret.study import BETA_GRID_ADVERSARIES
 from ftrl_adam.regret.study import BETA_GRID_COLUMNS
 from ftrl_adam.regret.study import BetaGrid
@@ -118,6 +121,7 @@ __all__ = (
     "play",
     "rademacher",
     "raise_if_nonfinite",
+    "replay",
     "run_beta_grid",
     "sparse",
     "switch",

@@ -9,7 +9,10 @@ online sums) and never re-implements the learner.  Tags follow docs/theory.md:
 * **[P]** stated in the papers' prose.
 
 The upper bound D3 is *ours* [D]; Nguyen's Theorem 2.1 / Corollary 2.2 are
-matched in order only [R].  All functions are jit- and vmap-friendly and
+matched in order only [R].  The recurrence of its streams and its sum live
+in the private module ``ftrl_adam._d3``, shared with the optimizer layer's
+:func:`ftrl_adam.regret_monitor` (one copy of the maths); the functions here
+wrap it in :class:`BoundStreams`.  All functions are jit- and vmap-friendly and
 compute in float32 (like the learner): hyperparameters may be traced arrays.
 
 References:
@@ -29,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from ftrl_adam import _checks
+from ftrl_adam import _d3
 from ftrl_adam import _numerics
 from ftrl_adam import ftrl as _ftrl
 
@@ -124,22 +128,10 @@ def update_streams(
     ([4.0], [4.0])
   """
   b1, b2, c, radius = _a(b1), _a(b2), _a(c), _a(radius)
-  g = jnp.asarray(g, _f32)
-  if domain == "box":
-    g2 = jnp.square(g)
-    g_abs = jnp.abs(g)
-  else:
-    g2 = jnp.sum(jnp.square(g))
-    g_abs = jnp.sqrt(g2)
-  sqrt_prev = jnp.sqrt(streams.v)
-  v = b2 * streams.v + g2
-  e_inc = jnp.maximum(0.0, b1 * sqrt_prev - jnp.sqrt(v))
-  den = 2.0 * b1 * sqrt_prev
-  stab = jnp.where(den > 0,
-                   jnp.minimum(_numerics.safe_div(c * g2, den), 2.0 * radius * g_abs),
-                   2.0 * radius * g_abs)
-  return BoundStreams(
-      v=v, e=b1 * streams.e + e_inc, sigma=b1 * streams.sigma + stab)
+  g2, g_abs = _d3.magnitudes(g, domain)
+  v, e, sigma = _d3.step(streams.v, streams.e, streams.sigma, g2, g_abs,
+                         b1=b1, b2=b2, c=c, radius=radius)
+  return BoundStreams(v=v, e=e, sigma=sigma)
 
 
 def _u_weight(u, radius, shape, domain):
@@ -198,9 +190,8 @@ def d3_bound(
   _checks.check_choice("domain", domain, DOMAINS)
   c, radius = _a(c), _a(radius)
   w = _u_weight(u, radius, jnp.shape(streams.v), domain)
-  per = (w / (2.0 * c) * jnp.sqrt(streams.v)
-         + jnp.square(radius) / (2.0 * c) * streams.e + streams.sigma)
-  return jnp.sum(per)
+  return jnp.sum(_d3.terms(streams.v, streams.e, streams.sigma, w, c=c,
+                           radius=radius))
 
 
 def d4_bound(

@@ -89,6 +89,8 @@ from ftrl_adam.lab.identity import code_digest
 from ftrl_adam.regret import adversaries as _adv
 from ftrl_adam.regret import bounds
 from ftrl_adam.regret import games
+from ftrl_adam.regret.replays import is_replay as _is_replay
+from ftrl_adam.regret.replays import replay as _replay
 from ftrl_adam.regret import worst as _worst
 
 __all__ = (
@@ -298,14 +300,21 @@ def _adversaries(spec: Any) -> tuple[GridAdversary, ...]:
   out = []
   for item in items:
     if isinstance(item, _adv.Adversary):
-      out.append(_user_adversary(item))
+      grid_adv = _user_adversary(item)
+      # A replayed recording does not depend on the seed: one game per cell.
+      out.append(dataclasses.replace(grid_adv, stochastic=False)
+                 if _is_replay(item) else grid_adv)
       continue
     name = str(item).strip()
     name = _ALIASES.get(name, name)
     if not name:
       raise ValueError(f"`adversaries` has an empty item in {spec!r}; choose "
                        f"from {allowed}, or module:attribute.")
-    if ":" in name:
+    if name.startswith("replay:"):        # a recorded run (regret.replay)
+      out.append(dataclasses.replace(
+          _user_adversary(_replay(name[len("replay:"):])),
+          stochastic=False))
+    elif ":" in name:
       out.append(_user_adversary(_import_adversary(name)))
     elif name in _BUILTINS:
       b = _BUILTINS[name]
