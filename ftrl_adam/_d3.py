@@ -38,8 +38,9 @@ import jax
 import jax.numpy as jnp
 
 from ftrl_adam import _numerics
+from ftrl_adam import ftrl as _ftrl
 
-DOMAINS = ("box", "ball")   # as ftrl_adam.ftrl.DOMAINS
+DOMAINS = _ftrl.DOMAINS
 
 _f32 = jnp.float32
 
@@ -72,15 +73,28 @@ def step(v: jax.Array, e: jax.Array, sigma: jax.Array, g2: jax.Array,
   Returns:
     (V_t, E_t, Sigma_t), float32.
   """
-  sqrt_prev = jnp.sqrt(v)
   v_new = b2 * v + g2
-  e_inc = jnp.maximum(0.0, b1 * sqrt_prev - jnp.sqrt(v_new))
+  e_inc, stab = increments(v, v_new, g2, g_abs, b1=b1, c=c, radius=radius)
+  return v_new, b1 * e + e_inc, b1 * sigma + stab
+
+
+def increments(v_prev: jax.Array, v: jax.Array, g2: jax.Array,
+               g_abs: jax.Array, *, b1: Any, c: Any, radius: Any
+               ) -> tuple[jax.Array, jax.Array]:
+  """The round-t increments of E and Sigma, given V_{t-1} and V_t.
+
+  max(0, b1 sqrt(V_{t-1}) - sqrt(V_t)) and min(c g2 / (2 b1 sqrt(V_{t-1})),
+  2 D g_abs) (2 D g_abs while V_{t-1} = 0).  Elementwise, so the
+  time-parallel game applies it to whole sequences at once.
+  """
+  sqrt_prev = jnp.sqrt(v_prev)
+  e_inc = jnp.maximum(0.0, b1 * sqrt_prev - jnp.sqrt(v))
   den = 2.0 * b1 * sqrt_prev
   stab = jnp.where(
       den > 0,
       jnp.minimum(_numerics.safe_div(c * g2, den), 2.0 * radius * g_abs),
       2.0 * radius * g_abs)
-  return v_new, b1 * e + e_inc, b1 * sigma + stab
+  return e_inc, stab
 
 
 def terms(v: jax.Array, e: jax.Array, sigma: jax.Array, w: jax.Array, *,

@@ -218,3 +218,15 @@ def test_worst_case_search_in_the_grid_and_the_cli(tmp_path, capsys):
     cli.main(["regret", "--adversaries", "worst", "--domain", "ball",
               "--out", str(tmp_path / "x")])
   assert "box domain" in capsys.readouterr().err
+
+
+def test_a_sequence_shorter_than_T_is_refused():
+  seq = regret.from_array(np.ones((50, 2), np.float32))
+  with pytest.raises(ValueError, match=r"`T` = 100 is longer than the 50 "
+                                       r"rounds of adversary"):
+    regret.beta_grid(b1=[0.9], b2=[0.99], seeds=1, T=100, d=2,
+                     adversaries=[seq])
+  spec = regret.beta_grid(b1=[0.9], b2=[0.99], seeds=1, T=30, d=2,
+                          adversaries=[seq])           # the first 30 rounds
+  t = regret.run_beta_grid(spec, progress=False).table
+  assert (t["nonfinite_round"] == 0).all()

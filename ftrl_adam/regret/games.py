@@ -49,6 +49,7 @@ import numpy as np
 import optax
 
 from ftrl_adam import _checks
+from ftrl_adam import _d3
 from ftrl_adam import _theory
 from ftrl_adam import ftrl as _ftrl
 from ftrl_adam import grid as grid_progress
@@ -574,13 +575,8 @@ def _parallel_game(learner, adversary, key, discount, radius, u, theory,
   global_nu = jnp.ndim(ftrl_state.nu) == 0     # second_moment="global"
   nus, v = _parallel.linear_recurrences(
       b2, (1.0 - b2) * (sq_norm if global_nu else jnp.square(grads)), g2)
-  sqrt_prev = jnp.sqrt(shift(v))
-  e_inc = jnp.maximum(0.0, b1 * sqrt_prev - jnp.sqrt(v))
-  den = 2.0 * b1 * sqrt_prev
-  stab = jnp.where(
-      den > 0,
-      jnp.minimum(c * g2 / jnp.where(den > 0, den, 1.0), 2.0 * radius * g_abs),
-      2.0 * radius * g_abs)
+  e_inc, stab = _d3.increments(shift(v), v, g2, g_abs, b1=b1, c=c,
+                               radius=radius)
   mus, e, sigma = _parallel.linear_recurrences(
       b1, (1.0 - b1) * grads, e_inc, stab)
 

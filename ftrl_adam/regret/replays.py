@@ -70,8 +70,7 @@ def replay(path: Union[str, os.PathLike], *, rounds: Optional[int] = None,
   (T at most the rounds recorded); by default all of them.  ``regret.game``
   and ``regret.play`` refuse another T (``Adversary.length``).  In the
   beta-grid, which takes its T from its options, a T below the replay's
-  length plays the first T rounds, and rounds past the end are NaN gradients
-  (flagged in the ``nonfinite_round`` column and the summary).
+  length plays the first T rounds, and a T above it is refused.
 
   It is the *oblivious* counterfactual: the sequence is fixed, while the real
   gradients would have changed with the learner (module docstring).

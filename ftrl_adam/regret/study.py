@@ -179,7 +179,8 @@ BETA_GRID_OPTIONS: tuple[_opt.Option, ...] = (
                 "comma-separated adversaries: switch (D5), alternating (D6), "
                 "gaussian, rademacher, sparse, heavy_tailed, oppose, abs_w "
                 "(D7, adaptive), worst (alias worst_case: the worst sequence "
-                "per cell, searched; box domain), or your own as "
+                "per cell, searched; box domain), replay:PATH (gradients "
+                "recorded by ftrl_adam.RegretRecorder), or your own as "
                 "module:attribute (an Adversary, or a function returning "
                 "one)."),
     _opt.Option("T", 2000, "rounds per game (switch stops each cell at its "
@@ -244,6 +245,8 @@ class GridAdversary:
       ``alternating`` or ``oblivious``).
     make: ``(G, kappa, b1, b2) -> Adversary``.
     identity: what identifies it in the fingerprint (its code for yours).
+    length: the rounds of an adversary built from a sequence (``from_array``,
+      ``replay``): the grid's T may not exceed it.
   """
 
   name: str
@@ -253,6 +256,7 @@ class GridAdversary:
   order: str
   make: Callable[..., _adv.Adversary] = dataclasses.field(compare=False)
   identity: str = ""
+  length: Optional[int] = None
 
   @property
   def mode(self) -> str:
@@ -288,7 +292,7 @@ def _user_adversary(adv: _adv.Adversary) -> GridAdversary:
   return GridAdversary(
       name=_safe_name(adv.name), kind=adv.kind, stochastic=True,
       per_cell=False, order="oblivious", make=lambda *_: adv,
-      identity=identity)
+      identity=identity, length=adv.length)
 
 
 def _adversaries(spec: Any) -> tuple[GridAdversary, ...]:
@@ -707,6 +711,13 @@ def beta_grid(**options: Any) -> BetaGrid:
       raise ValueError(
           f"`method` 'parallel' needs oblivious adversaries; `adversaries` "
           f"{', '.join(adaptive)} are adaptive; use `method` 'sequential'.")
+  short = [a for a in advs if a.length is not None and a.length < T]
+  if short:
+    raise ValueError(
+        f"`T` = {T} is longer than the {short[0].length} rounds of adversary "
+        f"{short[0].name!r} (a recorded or given sequence); use `T` <= "
+        f"{min(a.length for a in short)} (a shorter T plays the first T "
+        f"rounds).")
   searches = [a.name for a in advs if a.mode == "search"]
   if searches and (domain != "box" or method != "sequential"):
     raise ValueError(
