@@ -10,6 +10,7 @@ too (small files, clean diffs).
 
 import json
 import pathlib
+import shutil
 import sys
 import time
 
@@ -66,6 +67,11 @@ def test_notebook_is_stored_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_and_ends_in_a_figure(path, kernel_name, tmp_path):
+  # Run where a reader would (notebooks/, with its data/), without writing
+  # into the checkout: a scratch folder holding a copy of notebooks/data.
+  data = path.parent / "data"
+  if data.is_dir():
+    shutil.copytree(data, tmp_path / "data")
   nb = nbformat.read(path, as_version=4)
   client = nbclient.NotebookClient(
       nb, timeout=TIME_LIMIT_S, kernel_name=kernel_name,
