@@ -556,8 +556,11 @@ def _program(cell_fn: CellFn, table: Table, padded: int, mesh: Mesh,
 
   # check_vma=False: a cell_fn must not need to know it runs under shard_map
   # (a lax.scan whose carry starts from constants would otherwise fail).
-  body = jax.shard_map(jax.vmap(cell_fn), mesh=mesh, in_specs=P("cells"),
-                       out_specs=P("cells"), check_vma=False)
+  if mesh.devices.size == 1:   # nothing to shard: the plain vmapped program
+    body = jax.vmap(cell_fn)
+  else:
+    body = jax.shard_map(jax.vmap(cell_fn), mesh=mesh, in_specs=P("cells"),
+                         out_specs=P("cells"), check_vma=False)
   shape = (padded,) if group_size is None else (padded, group_size)
   specs = {k: jax.ShapeDtypeStruct(shape, v.dtype, sharding=sharding)
            for k, v in table.items()}
