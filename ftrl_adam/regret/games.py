@@ -446,6 +446,28 @@ def _round(learner, theory, carry, g, t, discount, radius, domain, horizon,
 def _sequential(learner, adversary, key, discount, radius, u, theory, horizon,
                 T, d, domain, record, tick=False):
   carry0 = _initial_carry(learner, _w0_vec(adversary, d), d, domain)
+  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
+
+  if adversary.kind == "oblivious":
+    # The stream drawn a block of rounds at a time, exactly as the β-grid's
+    # shared streams draw it (_oblivious_blocks): the same arithmetic, so a
+    # grid cell equals its single game bit for bit (reproducible options).
+    def play_block(carry, block):
+      tb, gb = block
+      if tick:
+        grid_progress.report_rounds(tb[-1], T, times=T // tb.shape[0])
+      return jax.lax.scan(
+          lambda c, tg: _round(learner, theory, c, tg[1], tg[0], discount,
+                               radius, domain, horizon, record), carry, (tb, gb))
+
+    blocks = _oblivious_blocks(ts)
+    (_, _, _, acc), traj = jax.lax.scan(
+        lambda c, tb: play_block(c, (tb, _block_gradients(adversary, key, tb,
+                                                          d))),
+        carry0, blocks)
+    if record:
+      traj = jax.tree.map(lambda x: x.reshape((T,) + x.shape[2:]), traj)
+    return _finish(acc, u, radius, theory, domain, d, traj)
 
   def body(carry, t):
     if tick:
@@ -455,9 +477,29 @@ def _sequential(learner, adversary, key, discount, radius, u, theory, horizon,
     return _round(learner, theory, carry, g, t, discount, radius, domain,
                   horizon, record)
 
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
   (_, _, _, acc), traj = jax.lax.scan(body, carry0, ts)
   return _finish(acc, u, radius, theory, domain, d, traj)
+
+
+def _oblivious_blocks(ts: jax.Array) -> jax.Array:
+  """The rounds 1..T as (T // size, size): blocks whose stream is drawn at once."""
+  T = ts.shape[0]
+  size = max(b for b in range(1, min(T, _ROUND_BLOCK) + 1) if T % b == 0)
+  return ts.reshape(T // size, size)
+
+
+def _block_gradients(adversary, key, ts: jax.Array, d: int,
+                     per_cell: bool = False) -> jax.Array:
+  """g_t of the rounds ``ts`` of an oblivious stream, drawn in one call.
+
+  ``(size, d)``, or ``(size, K, d)`` for a batch of K per-cell adversaries.
+  """
+  def at(t):
+    k = jax.random.fold_in(key, t)
+    if per_cell:
+      return jax.vmap(lambda a: a.gradient(t, k, d))(adversary)
+    return adversary.gradient(t, k, d)
+  return jax.vmap(at)(ts)
 
 
 def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
@@ -515,16 +557,6 @@ def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
 
   h_axis = None if horizon is None else 0
 
-  def gradients(ts):
-    """g_t of the rounds ts, drawn at once (the stream does not wait for
-    the learners): (B, d), or (B, K, d) per cell."""
-    def at(t):
-      k = jax.random.fold_in(key, t)
-      if per_cell_adversary:
-        return jax.vmap(lambda a: a.gradient(t, k, d))(adversary)
-      return adversary.gradient(t, k, d)
-    return jax.vmap(at)(ts)
-
   def body(carry, tg):
     t, g = tg
     carry = jax.vmap(one, in_axes=(0, 0 if per_cell_adversary else None, None,
@@ -535,12 +567,13 @@ def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
   def block(carry, ts):
     if tick:   # once per block: ts[-1] is a multiple of the block size
       grid_progress.report_rounds(ts[-1], T, times=T // ts.shape[0])
-    return jax.lax.scan(body, carry, (ts, gradients(ts)))
+    return jax.lax.scan(
+        body, carry,
+        (ts, _block_gradients(adversary, key, ts, d, per_cell_adversary)))
 
   # Blocks of rounds: each block's gradients are drawn in one vectorised call
   # (O(block x d) memory), then the learners play them one round at a time.
-  size = max(b for b in range(1, min(T, _ROUND_BLOCK) + 1) if T % b == 0)
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32).reshape(T // size, size)
+  ts = _oblivious_blocks(jnp.arange(1, T + 1, dtype=jnp.int32))
   (_, _, _, acc), _ = jax.lax.scan(block, carry0, ts)
   zero_u = jnp.zeros((d,), _f32)
   res = jax.vmap(
