@@ -65,12 +65,6 @@ def fill(options: Sequence[Option], given: Mapping[str, Any],
   return {o.name: given.get(o.name, o.default) for o in options}
 
 
-def options_doc(options: Sequence[Option]) -> str:
-  """The options as an ``Args:`` docstring block."""
-  return "\n".join(f"    {o.name}: {o.help} Default {o.default!r}."
-                   for o in options)
-
-
 def cli_words(message: str, options: Sequence[Option],
               extra: Sequence[tuple[str, str]] = ()) -> str:
   """Replaces `` `name` `` of an option by its flag in an error message."""
