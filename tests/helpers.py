@@ -51,3 +51,15 @@ def max_rel_diff(a, b):
   return out
 
 
+
+
+def gradient_sequence(T, shapes, seed=0):
+  """T float32 gradient trees of the given leaf shapes (NumPy's generator)."""
+  rng = np.random.default_rng(seed)
+  return [{k: jnp.asarray(rng.standard_normal(s), jnp.float32)
+           for k, s in shapes.items()} for _ in range(T)]
+
+
+def flat(tree):
+  """The tree's leaves, raveled and concatenated (in tree order)."""
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])

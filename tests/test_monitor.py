@@ -26,6 +26,8 @@ import pytest
 
 import ftrl_adam as fa
 from ftrl_adam import regret
+from helpers import flat
+from helpers import gradient_sequence
 from ftrl_adam.regret import bounds
 
 
@@ -170,14 +172,7 @@ def test_updates_are_returned_as_the_wrapped_transform_makes_them():
 # ----------------------------------------------------------------------------
 
 def _tree_grads(T, seed=0):
-  rng = np.random.default_rng(seed)
-  return [{"a": jnp.asarray(rng.standard_normal((4, 5)), jnp.float32),
-           "b": jnp.asarray(rng.standard_normal(7), jnp.float32)}
-          for _ in range(T)]
-
-
-def _flat(g):
-  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+  return gradient_sequence(T, {"a": (4, 5), "b": (7,)}, seed)
 
 
 def _recorded(tx, grads, params, tmp_path):
@@ -201,7 +196,7 @@ def test_a_subset_is_exactly_the_game_on_those_coordinates(tmp_path):
   tx = fa.regret_monitor(learner, radius=D, b1=b1, b2=b2, c=D, coords=k,
                          seed=3, record_every=7)
   state, rec = _recorded(tx, grads, params, tmp_path)
-  full = np.stack([_flat(g) for g in grads])              # (T, 27)
+  full = np.stack([flat(g) for g in grads])              # (T, 27)
   # The recorded columns are columns of the full sequence: find them.
   idx = [int(np.flatnonzero(np.all(full == rec[:, [j]], axis=0))[0])
          for j in range(k)]

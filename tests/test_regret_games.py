@@ -426,6 +426,17 @@ def test_abs_w_uses_the_iterate():
 # -------------------------------------------------- purity, vmap, bit-identity
 
 
+def _five_games(name):
+  """Five random (b1, b2) cells, their keys, and the game of adversary ``name``."""
+  n = 5
+  b1, b2 = _random_cells(n, seed=8)
+  keys = jax.random.split(jax.random.key(8), n)
+  adv = ADVERSARIES[name]
+  game = lambda b1, b2, key: regret.game(  # noqa: E731
+      b1, b2, radius=0.5, T=100, d=3, adversary=adv, key=key, record=True)
+  return n, b1, b2, keys, game
+
+
 @pytest.mark.parametrize("name", ["gaussian", "sparse"])
 def test_vmapped_grid_equals_single_games_bit_for_bit(name):
   """A grid cell is the single game (same compiled arithmetic, same bits).
@@ -439,12 +450,7 @@ def test_vmapped_grid_equals_single_games_bit_for_bit(name):
   there, and bit for bit only through the engine (tests/test_regret_cli.py).
   """
   from ftrl_adam import grid as engine
-  n = 5
-  b1, b2 = _random_cells(n, seed=8)
-  keys = jax.random.split(jax.random.key(8), n)
-  adv = ADVERSARIES[name]
-  game = lambda b1, b2, key: regret.game(  # noqa: E731
-      b1, b2, radius=0.5, T=100, d=3, adversary=adv, key=key, record=True)
+  n, b1, b2, keys, game = _five_games(name)
   opts = engine.compiler_options()
   grid = jax.jit(jax.vmap(game), compiler_options=opts)(b1, b2, keys)
   single = jax.jit(game, compiler_options=opts)
@@ -457,12 +463,8 @@ def test_vmapped_grid_equals_single_games_bit_for_bit(name):
 @pytest.mark.parametrize("name", ["gaussian", "oppose"])
 def test_vmapped_grid_equals_single_games_to_float32_rounding(name):
   """With XLA's default options (and eagerly, with Python floats)."""
-  n = 5
-  b1, b2 = _random_cells(n, seed=8)
-  keys = jax.random.split(jax.random.key(8), n)
+  _, b1, b2, keys, game = _five_games(name)
   adv = ADVERSARIES[name]
-  game = lambda b1, b2, key: regret.game(  # noqa: E731
-      b1, b2, radius=0.5, T=100, d=3, adversary=adv, key=key, record=True)
   grid = jax.jit(jax.vmap(game))(b1, b2, keys)
   eager = regret.game(float(b1[1]), float(b2[1]), radius=0.5, T=100, d=3,
                       adversary=adv, key=keys[1], record=True)

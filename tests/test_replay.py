@@ -24,17 +24,12 @@ import pytest
 import ftrl_adam as fa
 from ftrl_adam import cli
 from ftrl_adam import regret
+from helpers import flat
+from helpers import gradient_sequence
 
 
 def _grads(T, seed=0):
-  rng = np.random.default_rng(seed)
-  return [{"a": jnp.asarray(rng.standard_normal((2, 3)), jnp.float32),
-           "b": jnp.asarray(rng.standard_normal(4), jnp.float32)}
-          for _ in range(T)]
-
-
-def _flat(g):
-  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+  return gradient_sequence(T, {"a": (2, 3), "b": (4,)}, seed)
 
 
 def _monitor(**kw):
@@ -67,7 +62,7 @@ def test_record_then_read_is_the_gradient_sequence(tmp_path):
   assert rec.rounds == 16                  # 4 chunks of record_every = 4
   assert rec.flush(state) == 2 and rec.flush(state) == 0
   np.testing.assert_array_equal(fa.recorded_gradients(tmp_path),
-                                np.stack([_flat(g) for g in grads]))
+                                np.stack([flat(g) for g in grads]))
 
 
 def test_a_resumed_run_continues_the_recording(tmp_path):
@@ -84,7 +79,7 @@ def test_a_resumed_run_continues_the_recording(tmp_path):
   state, _, _ = _train(tx, grads, rec2, state, params, start=18)
   rec2.flush(state)
   np.testing.assert_array_equal(fa.recorded_gradients(tmp_path),
-                                np.stack([_flat(g) for g in grads]))
+                                np.stack([flat(g) for g in grads]))
 
 
 def test_the_recording_is_bounded(tmp_path):

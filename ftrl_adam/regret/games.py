@@ -452,19 +452,16 @@ def _sequential(learner, adversary, key, discount, radius, u, theory, horizon,
     # The stream drawn a block of rounds at a time, exactly as the β-grid's
     # shared streams draw it (_oblivious_blocks): the same arithmetic, so a
     # grid cell equals its single game bit for bit (reproducible options).
-    def play_block(carry, block):
-      tb, gb = block
+    def play_block(carry, tb):
       if tick:
         grid_progress.report_rounds(tb[-1], T, times=T // tb.shape[0])
+      gb = _block_gradients(adversary, key, tb, d)
       return jax.lax.scan(
           lambda c, tg: _round(learner, theory, c, tg[1], tg[0], discount,
                                radius, domain, horizon, record), carry, (tb, gb))
 
-    blocks = _oblivious_blocks(ts)
-    (_, _, _, acc), traj = jax.lax.scan(
-        lambda c, tb: play_block(c, (tb, _block_gradients(adversary, key, tb,
-                                                          d))),
-        carry0, blocks)
+    (_, _, _, acc), traj = jax.lax.scan(play_block, carry0,
+                                        _oblivious_blocks(ts))
     if record:
       traj = jax.tree.map(lambda x: x.reshape((T,) + x.shape[2:]), traj)
     return _finish(acc, u, radius, theory, domain, d, traj)
