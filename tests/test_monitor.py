@@ -373,3 +373,89 @@ def test_the_optimizer_layer_check_of_streams_is_the_labs():
   np.testing.assert_allclose(float(fa.regret_of(state).bound),
                              float(regret.d3_bound(s, c=2.0, radius=0.5)),
                              rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# Reading k entries of the update under jit (the gather pushed into the step).
+# ----------------------------------------------------------------------------
+
+def _subset_indices(leaves, k, seed):
+  """The subset the monitor documents: k of n global indices, default_rng(seed)."""
+  n = sum(x.size for x in leaves)
+  return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+_PUSHED = {
+    "ftrl_adam": lambda: fa.ftrl_adam(1e-2, 0.9, 0.99),
+    "ftrl_adam box": lambda: fa.ftrl_adam(1e-2, 0.9, 0.99, radius=0.01),
+    "ftrl_adam ball": lambda: fa.ftrl_adam(1e-2, 0.9, 0.99, radius=0.01,
+                                           domain="ball"),
+    "optax.adam": lambda: optax.adam(1e-2),
+    "clip + adamw": lambda: optax.chain(optax.clip_by_global_norm(0.5),
+                                        optax.adamw(1e-2, weight_decay=0.1)),
+    "nesterov sgd": lambda: optax.sgd(1e-2, momentum=0.9, nesterov=True),
+    "inject adam": lambda: optax.inject_hyperparams(optax.adam)(
+        learning_rate=1e-2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PUSHED))
+def test_the_subset_of_the_update_read_under_jit_is_the_updates_entries(name):
+  # Under jit the monitor computes the k entries through the traced update
+  # instead of gathering them from it: they must be the update's entries, bit
+  # for bit, for any transform (element-wise or not, with params, schedules).
+  params = {"a": jnp.linspace(-1.0, 1.0, 30).reshape(5, 6),
+            "b": jnp.linspace(0.5, 2.0, 11).astype(jnp.bfloat16)}
+  k, seed = 12, 5
+  tx = fa.regret_monitor(_PUSHED[name](), radius=0.1, b1=0.9, coords=k,
+                         seed=seed)
+
+  @jax.jit
+  def step(g, s, p):
+    u, s = tx.update(g, s, p)
+    return u, s
+
+  state = tx.init(params)
+  idx = _subset_indices(jax.tree.leaves(params), k, seed)
+  for t in range(4):
+    g = jax.tree.map(lambda x, t=t: jnp.cos(x * (t + 1.0) + 3.0 * t)
+                     .astype(x.dtype), params)
+    u, state = step(g, state, params)
+    full = np.concatenate([np.asarray(x, np.float32).ravel()
+                           for x in jax.tree.leaves(u)])
+    play, ref = np.asarray(state.play), full[idx]
+    f32 = idx < params["a"].size                      # the float32 leaf
+    np.testing.assert_array_equal(play[f32], ref[f32])
+    # bfloat16: XLA may keep intermediates in float32 ("excess precision")
+    # differently in the two programs; the entries agree to one bf16 step.
+    np.testing.assert_allclose(play[~f32], ref[~f32], rtol=2.0 ** -7)
+    params = optax.apply_updates(params, u)
+
+
+def test_the_pushed_gather_stops_only_at_inputs_and_the_new_state():
+  # For these transforms no whole array is made just to read k entries of
+  # the update: the push reaches the inputs or the new state (which the step
+  # writes anyway), so XLA's fusion of the step is left as it is.
+  from ftrl_adam import _gather
+  params = {"a": jnp.ones((5, 6)), "b": jnp.ones((7,))}
+  for name in ["ftrl_adam", "ftrl_adam box", "ftrl_adam ball", "optax.adam",
+               "clip + adamw", "nesterov sgd", "inject adam"]:
+    tx = _PUSHED[name]()
+    state = tx.init(params)
+    args, tree = jax.tree.flatten((params, state, params))
+
+    def fn(*leaves, tx=tx, tree=tree):
+      g, s, p = jax.tree.unflatten(tree, leaves)
+      u, s = tx.update(g, s, p)
+      return jax.tree.leaves(u) + jax.tree.leaves(s)
+
+    frontier = []
+    parts = _gather.gather_outputs(fn, args, [np.array([0, 3]),
+                                              np.array([1, 6])], frontier)
+    assert [p.shape for p in parts] == [(2,), (2,)]
+    assert set(frontier) <= {"input", "output"}, (name, frontier)
+    # Not pushed through a reduction: a frontier says which primitive.
+    frontier = []
+    _gather.gather_outputs(lambda x: [jnp.cumsum(x) * 2.0], [jnp.ones(4)],
+                           [np.array([1, 2])], frontier)
+    assert frontier == ["cumsum"]
