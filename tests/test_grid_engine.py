@@ -585,3 +585,66 @@ def test_changed_cell_code_is_never_resumed_and_the_same_code_is(tmp_path):
   regret.run_beta_grid(spec, out_dir=tmp_path / "bg", progress=False,
                        plots=False, on_chunk=done.append)
   assert done == []      # everything loaded, nothing recomputed
+
+
+# ----------------------------------------------------------------------------
+# One XLA device per CPU core; the devices a run uses.
+# ----------------------------------------------------------------------------
+
+_CORES_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    from ftrl_adam import grid
+    n = grid.use_cpu_cores(3)
+    import jax
+    import test_grid_engine as t
+    out = {"set": n, "count": jax.device_count(),
+           "again": grid.use_cpu_cores(5), "after_start": jax.device_count()}
+    tables = {}
+    for name, devices in (("all", None), ("first", jax.devices()[:1])):
+      res = grid.run_grid(t.cheap_cell, t.cheap_table(), chunk_size=5,
+                          progress=False, devices=devices)
+      tables[name] = {k: v.tobytes().hex() for k, v in res.items()}
+    out["same_table"] = tables["all"] == tables["first"]
+    print(json.dumps(out))
+    """)
+
+
+def test_use_cpu_cores_splits_a_fresh_process_and_respects_a_choice():
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  env["JAX_PLATFORMS"] = "cpu"
+  proc = subprocess.run([sys.executable, "-c", _CORES_SCRIPT, __file__],
+                        env=env, capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  # 3 devices made; too late after JAX started (None, count unchanged); a
+  # run on a subset of them gives the same table (reproducible options).
+  assert out == {"set": 3, "count": 3, "again": None, "after_start": 3,
+                 "same_table": True}
+  # The user's choice stands: JAX_NUM_CPU_DEVICES or XLA_FLAGS.
+  for extra in ({"JAX_NUM_CPU_DEVICES": "2"},
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}):
+    code = ("from ftrl_adam import grid; import jax; "
+            "print(grid.use_cpu_cores(4), jax.device_count())")
+    proc = subprocess.run([sys.executable, "-c", code], env={**env, **extra},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["None", "2"], extra
+
+
+def test_use_cpu_cores_in_a_started_process_and_bad_arguments():
+  jax.devices()                          # the backends are up in this process
+  assert grid.use_cpu_cores() is None
+  assert jax.device_count() >= 1
+  for bad in (0, -1, 2.5, True, "2"):
+    with pytest.raises(ValueError, match="`n` must be an integer >= 1"):
+      grid.use_cpu_cores(bad)
+  with pytest.raises(ValueError, match="`devices` must hold at least one"):
+    grid.run_grid(cheap_cell, cheap_table(), chunk_size=5, progress=False,
+                  devices=[])
+  np.testing.assert_array_equal(
+      grid.run_grid(cheap_cell, cheap_table(), chunk_size=5, progress=False,
+                    devices=jax.devices()[:1])["s"],
+      grid.run_grid(cheap_cell, cheap_table(), chunk_size=5,
+                    progress=False)["s"])

@@ -8,8 +8,13 @@ in one process:
   (b) grid      ``regret.run_beta_grid``: each seed's gradients drawn once and
                 played by every learner cell (shared streams), deterministic
                 adversaries once per learner cell, XLA's default options;
-  (b0) per-cell grid (0.1.0)  the previous default: one game per cell,
-                vmapped by ``grid.run_grid`` with the bit-reproducible options.
+  (b0) per-cell grid (0.1.0)  the previous default as version 0.1.0 ran it:
+                one game per cell, vmapped by ``grid.run_grid`` with the
+                bit-reproducible options, on one device (0.1.0 did not split
+                the CPU into devices);
+  (b1) per-cell grid, all devices  the same, on every device this process
+                has (``grid.use_cpu_cores``: one per core), to separate what
+                the devices give from what the shared streams give.
 
 A coordinate-round is one coordinate of one game in one round (games x T x
 d); the D3 bound streams are computed on every path.  Targets (on 2 CPU
@@ -46,6 +51,10 @@ PEAK_FP32_TFLOPS = {
 }
 
 
+B0 = "(b0) per-cell grid (0.1.0)"
+B1 = "(b1) per-cell grid, all devices"
+
+
 def _table(n: int, T: int, d: int, adversary: str, method: str):
   """n games = b1 x b2 x 4 seeds, b2 <= 0.995 (switch games complete)."""
   seeds = 4
@@ -62,7 +71,8 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
                    peak_tflops):
   """(a) a loop of one jitted game per cell; (b) the shared-stream grid;
   (b0) the previous per-cell grid (one game per cell, vmapped, with the
-  engine's bit-reproducible options: version 0.1.0's default)."""
+  engine's bit-reproducible options: version 0.1.0's default) on one device;
+  (b1) the same on every device."""
   rows = []
   for n in cells:
     spec = _table(n, T, d, adversary, "sequential")
@@ -93,12 +103,17 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
     def loop():
       _common.block([single(c) for c in cells_dev])
 
+    def per_cell_grid(devices):
+      return lambda: grid.run_grid(
+          per_cell, table, chunk_size=max(1, 2 ** 14 // d), progress=False,
+          devices=devices)
+
     fns = {"(a) loop": loop,
            "(b) grid": lambda: study.run_beta_grid(spec, progress=False,
                                                    plots=False),
-           "(b0) per-cell grid (0.1.0)": lambda: grid.run_grid(
-               per_cell, table, chunk_size=max(1, 2 ** 14 // d),
-               progress=False)}
+           B0: per_cell_grid(jax.devices()[:1])}
+    if jax.device_count() > 1:
+      fns[B1] = per_cell_grid(None)
     for fn in fns.values():     # compile / warm up
       fn()
     times = _common.interleaved_medians(fns, repeats)
@@ -110,9 +125,12 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
       rows.append({"adversary": adversary, "d": d, "T": T, "cells": n_games,
                    "path": path, "median_ms": t * 1e3,
                    "Mcr_per_s": rate / 1e6,
+                   "devices": 1 if path in (B0, "(a) loop") else
+                   jax.device_count(),
                    "speedup_vs_loop": times["(a) loop"] / t,
-                   "speedup_vs_per_cell_grid":
-                       times["(b0) per-cell grid (0.1.0)"] / t})
+                   "speedup_vs_per_cell_grid": times[B0] / t,
+                   "speedup_vs_per_cell_grid_same_devices":
+                       times.get(B1, times[B0]) / t})
   return rows
 
 
@@ -131,6 +149,7 @@ def main(argv=None) -> int:
                   help="the device's FP32 peak, for the roofline fraction")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
+  grid.use_cpu_cores()  # before JAX starts (as `ftrl-adam` does)
   bad = [n for n in args.cells if n < 16 or n % 16]
   if bad:
     ap.error(f"--cells must be multiples of 16 (4 seeds x b1 x b2), got {bad}")
@@ -151,10 +170,12 @@ def main(argv=None) -> int:
     adversary, d = w.split(":")
     records += bench_workload(adversary, int(d), args.T, args.cells,
                               args.repeats, peak)
-  headers = ["adversary", "d", "games", "path", "median ms", "Mcr/s",
-             "x loop", "x per-cell grid"]
-  rows = [[r["adversary"], r["d"], r["cells"], r["path"], r["median_ms"],
-           r["Mcr_per_s"], r["speedup_vs_loop"], r["speedup_vs_per_cell_grid"]]
+  headers = ["adversary", "d", "games", "path", "devices", "median ms",
+             "Mcr/s", "x loop", "x (b0) 0.1.0", "x (b1) same devices"]
+  rows = [[r["adversary"], r["d"], r["cells"], r["path"], r["devices"],
+           r["median_ms"], r["Mcr_per_s"], r["speedup_vs_loop"],
+           r["speedup_vs_per_cell_grid"],
+           r["speedup_vs_per_cell_grid_same_devices"]]
           for r in records]
   _common.print_table(headers, rows)
   path = _common.write_json("grid", {

@@ -133,6 +133,7 @@ def main(argv=None) -> int:
                        "extrapolate the rest")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
+  grid.use_cpu_cores()  # before JAX starts (as `ftrl-adam` does)
   _common.positive_ints(ap, "--ks", args.ks)
   _common.positive_ints(ap, "--repeats", [args.repeats])
   _common.positive_ints(ap, "--measure-max", [args.measure_max])

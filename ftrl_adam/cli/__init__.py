@@ -8,7 +8,9 @@
 * ``ftrl-adam demo`` (:mod:`ftrl_adam.cli.demo`): a least-squares model
   trained with :func:`ftrl_adam.ftrl_adam`.
 
-The flags of ``regret`` and ``study`` are read from their experiments'
+On CPU the command splits the machine into one XLA device per core before
+JAX starts (:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k``
+chooses another count).  The flags of ``regret`` and ``study`` are read from their experiments'
 option lists; every option is checked before anything is compiled, and a
 bad value exits with status 2 and one line naming the flag.  Nothing in the
 lab imports this package.
@@ -52,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   if args.command is None:
     parser.print_help()
     return 0
+  # One XLA device per CPU core (before JAX starts): the engine's shards then
+  # run in parallel (see ftrl_adam.grid.use_cpu_cores).
+  from ftrl_adam import grid  # pylint: disable=import-outside-toplevel
+  grid.use_cpu_cores()
   return args.func(args)
 
 
