@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
+from ftrl_adam import _numerics
 
 
 def c_from_lr(lr: Any, b1: Any, b2: Any) -> Any:
-  """c = lr (1 - b1) / sqrt(1 - b2), in float32."""
-  f32 = jnp.float32
-  lr, b1, b2 = (jnp.asarray(x, f32) for x in (lr, b1, b2))
-  return lr * (1.0 - b1) / jnp.sqrt(1.0 - b2)
+  """c = lr (1 - b1) / sqrt(1 - b2), in float32 (NumPy for host inputs)."""
+  xp = _numerics.host_or_jnp(lr, b1, b2)
+  lr, b1, b2 = (xp.asarray(x, xp.float32) for x in (lr, b1, b2))
+  return lr * (1.0 - b1) / xp.sqrt(1.0 - b2)
 
 
 def lr_from_c(c: Any, b1: Any, b2: Any) -> Any:
   """lr = c sqrt(1 - b2) / (1 - b1), the inverse of :func:`c_from_lr`."""
-  f32 = jnp.float32
-  c, b1, b2 = (jnp.asarray(x, f32) for x in (c, b1, b2))
-  return c * jnp.sqrt(1.0 - b2) / (1.0 - b1)
+  xp = _numerics.host_or_jnp(c, b1, b2)
+  c, b1, b2 = (xp.asarray(x, xp.float32) for x in (c, b1, b2))
+  return c * xp.sqrt(1.0 - b2) / (1.0 - b1)

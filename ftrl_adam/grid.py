@@ -115,6 +115,7 @@ __all__ = (
     "ResultsFolderError",
     "compile_ahead",
     "compiler_options",
+    "fast_compiler_options",
     "key_from_seed",
     "linspace",
     "logspace",
@@ -529,6 +530,27 @@ def compiler_options() -> dict[str, Any]:
     return {}
   return {k: v for k, v in _CPU_LIBRARY_FUSION_OPTIONS.items()
           if _option_supported(k, v)}
+
+
+def fast_compiler_options() -> dict[str, Any]:
+  """XLA's default options, with LLVM at -O2 on CPU: the fast mode's options.
+
+  ``xla_backend_optimization_level`` 2 instead of 3 compiles a beta-grid
+  program about 30% faster (1.09 s -> 0.75 s for the default Gaussian part)
+  and runs it as fast (0.83 s -> 0.78 s), measured on the 2-core development
+  machine; LLVM's levels do not reassociate floating-point arithmetic, so
+  the numbers are those of level 3.  The experiments' default
+  (``reproducible=False``); elsewhere than CPU: ``{}``.
+
+  Example:
+    >>> from ftrl_adam import grid
+    >>> isinstance(grid.fast_compiler_options(), dict)
+    True
+  """
+  if jax.default_backend() != "cpu":
+    return {}
+  name, value = "xla_backend_optimization_level", 2
+  return {name: value} if _option_supported(name, value) else {}
 
 
 class ChunkInfo(NamedTuple):

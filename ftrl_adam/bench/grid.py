@@ -7,7 +7,7 @@ in one process:
                 (XLA's default options), blocked once at the end;
   (b) grid      ``regret.run_beta_grid``: each seed's gradients drawn once and
                 played by every learner cell (shared streams), deterministic
-                adversaries once per learner cell, XLA's default options;
+                adversaries once per learner cell, ``grid.fast_compiler_options``;
   (b0) per-cell grid (0.1.0)  the previous default as version 0.1.0 ran it:
                 one game per cell, vmapped by ``grid.run_grid`` with the
                 bit-reproducible options, on one device (0.1.0 did not split

@@ -18,7 +18,11 @@ what to run; :func:`run_experiment` runs any of them the same way:
 3. **One table, one report.**  ``spec.assemble`` joins the parts into one
    tidy table (``results.csv``), ``spec.extra_tables`` derives more tables
    (a study's ``tuned.csv``), ``spec.summarize`` / ``spec.format_summary``
-   make ``summary.txt``, ``spec.figures`` draws the heatmaps.
+   make ``summary.txt``, ``spec.figures`` draws the heatmaps.  A spec may
+   also have ``part_figures(part, res, out)``: the figures of one part,
+   drawn in a thread as soon as the part is done (while the next parts
+   compile and run); ``spec.figures(result, out, drawn=...)`` then draws the
+   rest.
 
 The results folder::
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import importlib
 import json
 import os
 import shutil
@@ -300,6 +305,11 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
       shutil.rmtree(p)
 
 
+def _import_plots() -> dict[str, str]:
+  importlib.import_module("ftrl_adam.plots")
+  return {}
+
+
 def _write_run_json(spec: Any, path: str, config: Mapping[str, Any],
                     **extra: Any) -> None:
   grid.write_json(path, config=config, extra={
@@ -332,7 +342,9 @@ def run_experiment(
     plots: write the figures (needs ``out_dir``).
     reproducible: compile with :func:`ftrl_adam.grid.compiler_options`: every
       cell then equals its single run bit for bit whatever the chunking and
-      batching (2-3x slower on CPU).  Default: XLA's default options; a cell
+      batching (2-3x slower on CPU).  Default:
+      :func:`ftrl_adam.grid.fast_compiler_options` (XLA's defaults, LLVM at
+      -O2 on CPU); a cell
       equals its single run to float32 rounding, and the same arguments on
       the same device count give identical bytes.  Part of the fingerprint.
     on_chunk: called after each computed chunk (see
@@ -373,19 +385,32 @@ def run_experiment(
   parts = spec.parts()
   tables = [p.table() for p in parts]
   works = [p.n_cells * p.work_per_cell for p in parts]
-  options = None if reproducible else {}
-  if len(parts) > 1:   # trace one by one, compile in parallel (no GIL in XLA)
-    compilers = [grid.compile_ahead(p.cell_fn, t, chunk_size=p.chunk_size,
-                                    group_size=p.group_size,
-                                    compiler_options=options)
-                 for p, t in zip(parts, tables, strict=True)]
-    with concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(len(parts), os.cpu_count() or 1)) as pool:
-      list(pool.map(lambda compile_: compile_(), compilers))
+  options = None if reproducible else grid.fast_compiler_options()
+  # Trace the parts one by one, each compiled in a thread as soon as it is
+  # traced (XLA compiles without the GIL); a part runs once its own program is
+  # compiled, while the later ones still compile.
+  pool = compiled = None
+  if len(parts) > 1:
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(parts), os.cpu_count() or 1))
+    compiled = [pool.submit(grid.compile_ahead(
+        p.cell_fn, t, chunk_size=p.chunk_size, group_size=p.group_size,
+        compiler_options=options))
+                for p, t in zip(parts, tables, strict=True)]
+  # Figures in one thread: Matplotlib's import (about 0.5 s) and each part's
+  # figures overlap the compilation and the computation of the later parts.
+  figures_pool = part_figures = None
+  drawing: list[concurrent.futures.Future] = []
+  if plots and out is not None and writer:
+    figures_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    drawing.append(figures_pool.submit(_import_plots))
+    part_figures = getattr(spec, "part_figures", None)
   seconds: dict[str, float] = {"compute": 0.0}
   results = []
   try:
     for i, (part, table) in enumerate(zip(parts, tables, strict=True)):
+      if compiled is not None:
+        compiled[i].result()
       t0 = time.perf_counter()
       timings: dict[str, float] = {}
       res = grid.run_grid(
@@ -401,7 +426,12 @@ def run_experiment(
       seconds[part.name] = time.perf_counter() - t0
       seconds["compute"] += timings.get("compute", 0.0)
       results.append((part, res))
+      if part_figures is not None:
+        drawing.append(figures_pool.submit(part_figures, part, res, out))
   except BaseException:
+    for p in (pool, figures_pool):
+      if p is not None:
+        p.shutdown(wait=False, cancel_futures=True)
     if out is not None and writer:
       try:
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
@@ -410,6 +440,8 @@ def run_experiment(
       except OSError:
         pass
     raise
+  if pool is not None:
+    pool.shutdown()
   table = spec.assemble(results)
   extra = spec.extra_tables(table)
   summary = spec.summarize(table, extra)
@@ -424,7 +456,13 @@ def run_experiment(
       files[name] = os.path.join(out, f"{name}.csv")
       grid.write_csv(t, files[name])
     if plots:
-      files.update(spec.figures(result, out))
+      drawn: dict[str, str] = {}
+      for future in drawing:
+        drawn.update(future.result() or {})
+      figures_pool.shutdown()
+      files.update(drawn)
+      files.update(spec.figures(result, out, drawn=drawn)
+                   if part_figures is not None else spec.figures(result, out))
     files["summary"] = os.path.join(out, SUMMARY_NAME)
     _grid_io.atomic_write_text(files["summary"], result.text + "\n")
     files["json"] = os.path.join(out, RUN_JSON)

@@ -45,6 +45,11 @@ def _a(x: Any) -> jax.Array:
   return jnp.asarray(x, _f32)
 
 
+def _h(x: Any, xp: Any) -> Any:
+  """float32 in the namespace ``xp`` (``_numerics.host_or_jnp``)."""
+  return xp.asarray(x, xp.float32)
+
+
 class BoundStreams(NamedTuple):
   r"""Online sums of the upper bound D3 (docs/theory.md section 3) [D].
 
@@ -255,7 +260,8 @@ def minimax_order(radius: Any, G: Any, b1: Any) -> jax.Array:
     b1: the discount.
 
   Returns:
-    A float32 array (broadcast of the inputs).
+    A float32 array (broadcast of the inputs): NumPy when every input is
+    host data (NumPy or Python numbers; the same bits), else a JAX array.
 
   Example:
     >>> from ftrl_adam import regret
@@ -263,7 +269,9 @@ def minimax_order(radius: Any, G: Any, b1: Any) -> jax.Array:
     >>> round(float(regret.minimax_order(1.0, 1.0, 0.6)), 4)
     1.25
   """
-  return _a(radius) * _a(G) / jnp.sqrt(1.0 - jnp.square(_a(b1)))
+  xp = _numerics.host_or_jnp(radius, G, b1)
+  radius, G, b1 = (_h(x, xp) for x in (radius, G, b1))
+  return radius * G / xp.sqrt(1.0 - xp.square(b1))
 
 
 def switch_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
@@ -281,7 +289,7 @@ def switch_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
     b2: as ``b1``.
 
   Returns:
-    A float32 array.
+    A float32 array (NumPy for host inputs, see :func:`minimax_order`).
 
   Example:
     >>> from ftrl_adam import regret
@@ -289,9 +297,9 @@ def switch_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
     >>> round(float(regret.switch_order(1.0, 1.0, 0.9, 0.99)), 4)
     10.0
   """
-  b1, b2 = _a(b1), _a(b2)
-  return _a(radius) * _a(G) * jnp.minimum(
-      1.0 / jnp.sqrt(1.0 - b2), 1.0 / (1.0 - b1))
+  xp = _numerics.host_or_jnp(radius, G, b1, b2)
+  radius, G, b1, b2 = (_h(x, xp) for x in (radius, G, b1, b2))
+  return radius * G * xp.minimum(1.0 / xp.sqrt(1.0 - b2), 1.0 / (1.0 - b1))
 
 
 def alternating_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
@@ -307,7 +315,7 @@ def alternating_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
     b2: as ``b1``.
 
   Returns:
-    A float32 array.
+    A float32 array (NumPy for host inputs, see :func:`minimax_order`).
 
   Example:
     >>> from ftrl_adam import regret
@@ -315,8 +323,9 @@ def alternating_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
     >>> round(float(regret.alternating_order(1.0, 1.0, 0.6, 0.36)), 4)
     1.25
   """
-  b1, b2 = _a(b1), _a(b2)
-  return _a(radius) * _a(G) * jnp.sqrt(1.0 - b2) / (1.0 - jnp.square(b1))
+  xp = _numerics.host_or_jnp(radius, G, b1, b2)
+  radius, G, b1, b2 = (_h(x, xp) for x in (radius, G, b1, b2))
+  return radius * G * xp.sqrt(1.0 - b2) / (1.0 - xp.square(b1))
 
 
 def oblivious_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
@@ -335,7 +344,7 @@ def oblivious_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
     b2: as ``b1``.
 
   Returns:
-    A float32 array.
+    A float32 array (NumPy for host inputs, see :func:`minimax_order`).
 
   Example:
     >>> from ftrl_adam import regret
@@ -343,8 +352,9 @@ def oblivious_order(radius: Any, G: Any, b1: Any, b2: Any) -> jax.Array:
     >>> round(float(regret.oblivious_order(1.0, 1.0, 0.6, 0.36)), 4)  # = minimax
     1.25
   """
-  return jnp.maximum(switch_order(radius, G, b1, b2),
-                     alternating_order(radius, G, b1, b2))
+  xp = _numerics.host_or_jnp(radius, G, b1, b2)
+  return xp.maximum(switch_order(radius, G, b1, b2),
+                    alternating_order(radius, G, b1, b2))
 
 
 def switch_lengths(b1: Any, b2: Any, kappa: Any = 1.0) -> tuple[jax.Array, jax.Array]:
@@ -361,7 +371,8 @@ def switch_lengths(b1: Any, b2: Any, kappa: Any = 1.0) -> tuple[jax.Array, jax.A
     kappa: length factor of the second phase, in [1/2, 2] in docs/theory.md.
 
   Returns:
-    ``(L, k)`` as int32 arrays.
+    ``(L, k)`` as int32 arrays (NumPy for host inputs, see
+    :func:`minimax_order`).
 
   Example:
     >>> from ftrl_adam import regret
@@ -369,7 +380,8 @@ def switch_lengths(b1: Any, b2: Any, kappa: Any = 1.0) -> tuple[jax.Array, jax.A
     >>> [int(x) for x in regret.switch_lengths(0.9, 0.75)]
     [32, 2]
   """
-  b1, b2, kappa = _a(b1), _a(b2), _a(kappa)
-  big_l = jnp.ceil(8.0 / (1.0 - b2))
-  k = jnp.ceil(kappa * jnp.minimum(1.0 / jnp.sqrt(1.0 - b2), 1.0 / (1.0 - b1)))
-  return big_l.astype(jnp.int32), k.astype(jnp.int32)
+  xp = _numerics.host_or_jnp(b1, b2, kappa)
+  b1, b2, kappa = (_h(x, xp) for x in (b1, b2, kappa))
+  big_l = xp.ceil(8.0 / (1.0 - b2))
+  k = xp.ceil(kappa * xp.minimum(1.0 / xp.sqrt(1.0 - b2), 1.0 / (1.0 - b1)))
+  return big_l.astype(xp.int32), k.astype(xp.int32)

@@ -533,24 +533,31 @@ class BetaGrid:
   def assemble(self, results: Sequence[tuple[_exp.Part, Mapping[str, np.ndarray]]]
                ) -> dict[str, np.ndarray]:
     """The parts' tables joined, with the order columns, rows in grid order."""
-    tables = []
-    for (part, res), adv in zip(results, self.adversaries, strict=True):
-      res = _with_orders(res, adv, self)
-      n, k = len(res["b1"]), self.n_learners
-      # Rows were run seed-major (streams); put them in grid order.
-      order = np.lexsort((np.repeat(np.arange(n // k), k),
-                          np.tile(np.arange(k), n // k)))
-      res = {k: np.asarray(v)[order] for k, v in res.items()}
-      res.update({
-          "adversary": np.full(n, part.name), "domain": np.full(n, self.domain),
-          "stochastic": np.full(n, adv.stochastic),
-          "T": np.full(n, self.T, np.int32), "d": np.full(n, self.d, np.int32),
-          "G": np.full(n, self.G, np.float32),
-          "kappa": np.full(n, self.kappa, np.float32)})
-      if self._searches:
-        res = _with_search_columns(res, n)
-      tables.append(res)
-    return _exp.concat(tables, self.csv_columns(None))
+    return _exp.concat([self._part_table(part, res) for part, res in results],
+                       self.csv_columns(None))
+
+  def _adversary(self, part: _exp.Part) -> GridAdversary:
+    return next(a for a in self.adversaries if a.name == part.name)
+
+  def _part_table(self, part: _exp.Part, res: Mapping[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+    """One part's rows with the order columns, in grid order."""
+    adv = self._adversary(part)
+    res = _with_orders(res, adv, self)
+    n, k = len(res["b1"]), self.n_learners
+    # Rows were run seed-major (streams); put them in grid order.
+    order = np.lexsort((np.repeat(np.arange(n // k), k),
+                        np.tile(np.arange(k), n // k)))
+    res = {k: np.asarray(v)[order] for k, v in res.items()}
+    res.update({
+        "adversary": np.full(n, part.name), "domain": np.full(n, self.domain),
+        "stochastic": np.full(n, adv.stochastic),
+        "T": np.full(n, self.T, np.int32), "d": np.full(n, self.d, np.int32),
+        "G": np.full(n, self.G, np.float32),
+        "kappa": np.full(n, self.kappa, np.float32)})
+    if self._searches:
+      res = _with_search_columns(res, n)
+    return res
 
   @property
   def _searches(self) -> bool:
@@ -651,9 +658,25 @@ class BetaGrid:
                       f"rounds and were cut at T (raise T, or lower b2)."]
     return "\n".join(lines)
 
-  def figures(self, result: _exp.ExperimentResult, out: str) -> dict[str, str]:
-    """regret_<adv>.png, ratio_<adv>.png and regret_worst.png (ftrl_adam.plots)."""
-    return _heatmaps(self, result.table, out)
+  def part_figures(self, part: _exp.Part, res: Mapping[str, np.ndarray],
+                   out: str) -> dict[str, str]:
+    """regret_<adv>.png and ratio_<adv>.png of one adversary, once it is done."""
+    return _heatmaps(self, self._part_table(part, res), out, [part.name],
+                     worst=False)
+
+  def figures(self, result: _exp.ExperimentResult, out: str,
+              drawn: Mapping[str, str] = ()) -> dict[str, str]:
+    """regret_<adv>.png, ratio_<adv>.png and regret_worst.png (ftrl_adam.plots).
+
+    Skips the adversaries whose two figures are in ``drawn`` (already drawn
+    by :meth:`part_figures`).
+    """
+    variants = _variants(result.table, self.rate)
+    sfx = [_suffix(v, len(variants) > 1) for v in variants]
+    names = [a for a in self.names
+             if not all(f"{kind}_{a}{x}" in drawn
+                        for kind in ("regret", "ratio") for x in sfx)]
+    return _heatmaps(self, result.table, out, names)
 
 
 def beta_grid(**options: Any) -> BetaGrid:
@@ -918,7 +941,10 @@ def _suffix(var: Mapping[str, Any], multi: bool) -> str:
   return "".join(f"_{k}={float(v):g}" for k, v in var.items())
 
 
-def _heatmaps(spec: BetaGrid, table, out):
+def _heatmaps(spec: BetaGrid, table, out, draw: Sequence[str],
+              worst: bool = True):
+  """The heatmaps of the adversaries ``draw``; with ``worst``, also the
+  worst over all adversaries of the spec (needs them all in ``table``)."""
   from ftrl_adam import plots  # pylint: disable=import-outside-toplevel
   files = {}
   variants = _variants(table, spec.rate)
@@ -929,9 +955,14 @@ def _heatmaps(spec: BetaGrid, table, out):
   for var in variants:
     sfx = _suffix(var, multi)
     where_txt = sfx.replace("_", ", ")
-    worst = None
+    highest = None
     for adv in advs:
       where = {**var, "adversary": adv}
+      if worst:
+        xs, ys, z = grid.pivot(table, "regret_over_minimax", where=where)
+        highest = z if highest is None else np.fmax(highest, z)
+      if adv not in draw:
+        continue
       over = ("searched per cell" if adv == "worst_case" else
               f"mean of {seeds} seeds" if stoch[adv] else "deterministic")
       path = os.path.join(out, f"regret_{adv}{sfx}.png")
@@ -952,12 +983,10 @@ def _heatmaps(spec: BetaGrid, table, out):
                 f"{f', worst of {seeds} seeds' if stoch[adv] else ''}\n"
                 f"T={spec.T}, d={spec.d}{where_txt}")
       files[f"ratio_{adv}{sfx}"] = path
-      xs, ys, z = grid.pivot(table, "regret_over_minimax", where=where)
-      worst = z if worst is None else np.fmax(worst, z)
-    if len(advs) > 1:
+    if worst and len(advs) > 1:
       bb1, bb2 = np.meshgrid(xs, ys)
       small = {"b1": bb1.reshape(-1), "b2": bb2.reshape(-1),
-               "worst": worst.reshape(-1)}
+               "worst": highest.reshape(-1)}
       path = os.path.join(out, f"regret_worst{sfx}.png")
       plots.heatmap(
           small, "worst", log_one_minus=True, log_value=True,

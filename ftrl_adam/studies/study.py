@@ -630,7 +630,8 @@ def run_study(
     verbose: print the summary.
     reproducible: compile with :func:`ftrl_adam.grid.compiler_options`, so
       that every cell equals :func:`single_run` bit for bit (default True);
-      False: XLA's default options, equal to float32 rounding.
+      False: ``grid.fast_compiler_options()`` (XLA's defaults, LLVM at -O2
+      on CPU), equal to float32 rounding.
     **options: the options of :func:`make_study`: ``b1``, ``b2`` (default the grid
       of Orvieto & Gower, :data:`OG_AXIS`), ``learning_rates``, ``seeds``,
       ``steps``, ``eval_every``, ``ema_decay``, ``eps``, ``metric``,
