@@ -406,3 +406,23 @@ def test_reproducible_mode_runs_and_is_never_mixed_with_the_fast_one(tmp_path):
   assert table.count("\n") > 1
   # The same arguments in the reproducible mode are another run: refused.
   assert cli.main(base) == 2
+
+
+def test_the_command_uses_one_device_per_core_and_main_in_process_does_not(
+    tmp_path):
+  # `ftrl-adam` (cli.run) splits the CPU into one XLA device per core before
+  # JAX starts; cli.main called in a running program leaves its devices.
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+  env["JAX_PLATFORMS"] = "cpu"
+  proc = subprocess.run(
+      [sys.executable, "-m", "ftrl_adam.cli", "regret", "--quick",
+       "--no-plots", "--out", str(tmp_path / "run")],
+      env=env, capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  cores = len(os.sched_getaffinity(0))
+  assert f"on {cores} device(s)" in proc.stderr
+  before = jax.device_count()
+  assert cli.main(["regret", "--quick", "--no-plots", "--no-progress",
+                   "--out", str(tmp_path / "in_process")]) == 0
+  assert jax.device_count() == before

@@ -149,7 +149,6 @@ def main(argv=None) -> int:
                   help="the device's FP32 peak, for the roofline fraction")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
-  grid.use_cpu_cores()  # before JAX starts (as `ftrl-adam` does)
   bad = [n for n in args.cells if n < 16 or n % 16]
   if bad:
     ap.error(f"--cells must be multiples of 16 (4 seeds x b1 x b2), got {bad}")
@@ -187,4 +186,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from ftrl_adam import grid as _grid  # pylint: disable=ungrouped-imports
+  _grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
   sys.exit(main())

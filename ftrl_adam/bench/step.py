@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ftrl_adam import grid  # noqa: E402
 from ftrl_adam.bench import _common  # noqa: E402
 
 import ftrl_adam as fa  # noqa: E402
@@ -81,7 +80,6 @@ def main(argv=None) -> int:
                        "monitored row (default 4096)")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
-  grid.use_cpu_cores()  # before JAX starts (as `ftrl-adam` does)
   _common.positive_ints(ap, "--sizes", args.sizes)
   _common.positive_ints(ap, "--repeats", [args.repeats])
   _common.positive_ints(ap, "--monitor-coords", [args.monitor_coords])
@@ -132,4 +130,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from ftrl_adam import grid as _grid  # pylint: disable=ungrouped-imports
+  _grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
   sys.exit(main())

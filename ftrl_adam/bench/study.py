@@ -133,7 +133,6 @@ def main(argv=None) -> int:
                        "extrapolate the rest")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
-  grid.use_cpu_cores()  # before JAX starts (as `ftrl-adam` does)
   _common.positive_ints(ap, "--ks", args.ks)
   _common.positive_ints(ap, "--repeats", [args.repeats])
   _common.positive_ints(ap, "--measure-max", [args.measure_max])
@@ -165,4 +164,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+  from ftrl_adam import grid as _grid  # pylint: disable=ungrouped-imports
+  _grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
   sys.exit(main())

@@ -8,9 +8,10 @@
 * ``ftrl-adam demo`` (:mod:`ftrl_adam.cli.demo`): a least-squares model
   trained with :func:`ftrl_adam.ftrl_adam`.
 
-On CPU the command splits the machine into one XLA device per core before
-JAX starts (:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k``
-chooses another count).  The flags of ``regret`` and ``study`` are read from their experiments'
+On CPU the command (:func:`run`, not :func:`main` called in-process) splits
+the machine into one XLA device per core before JAX starts
+(:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k`` chooses
+another count).  The flags of ``regret`` and ``study`` are read from their experiments'
 option lists; every option is checked before anything is compiled, and a
 bad value exits with status 2 and one line naming the flag.  Nothing in the
 lab imports this package.
@@ -31,8 +32,13 @@ def _version() -> str:
   return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
-  """The ``ftrl-adam`` parser with its subcommands."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+  """The ``ftrl-adam`` parser with its subcommands.
+
+  With ``only``, the other subcommands get just their one-line help (their
+  options are not built, so their modules, e.g. the studies', are not
+  imported).
+  """
   parser = argparse.ArgumentParser(
       prog="ftrl-adam",
       description=("Adam as FTRL on the updates: the regret lab's beta-grid "
@@ -43,23 +49,38 @@ def build_parser() -> argparse.ArgumentParser:
                       version=f"ftrl-adam {_version()}")
   sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
   for name in SUBCOMMANDS:
-    importlib.import_module(f"ftrl_adam.cli.{name}").add_parser(sub)
+    module = importlib.import_module(f"ftrl_adam.cli.{name}")
+    if only is None or name == only:
+      module.add_parser(sub)
+    else:
+      sub.add_parser(name, help=module.HELP)
   return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs ``ftrl-adam`` with ``argv`` (default ``sys.argv[1:]``); the exit status."""
-  parser = build_parser()
+  argv = list(sys.argv[1:] if argv is None else argv)
+  parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
   args = parser.parse_args(argv)
   if args.command is None:
     parser.print_help()
     return 0
-  # One XLA device per CPU core (before JAX starts): the engine's shards then
-  # run in parallel (see ftrl_adam.grid.use_cpu_cores).
-  from ftrl_adam import grid  # pylint: disable=import-outside-toplevel
-  grid.use_cpu_cores()
   return args.func(args)
 
 
+def run() -> int:
+  """The ``ftrl-adam`` program: :func:`main` in a process of its own.
+
+  First splits the CPU into one XLA device per core, before JAX starts, so
+  that the engine's shards run in parallel
+  (:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k`` chooses
+  another count).  :func:`main` itself, called in a running program (a
+  test, a notebook), leaves that program's devices alone.
+  """
+  from ftrl_adam import grid  # pylint: disable=import-outside-toplevel
+  grid.use_cpu_cores()
+  return main()
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(run())

@@ -2,6 +2,6 @@
 
 import sys
 
-from ftrl_adam.cli import main
+from ftrl_adam.cli import run
 
-sys.exit(main())
+sys.exit(run())

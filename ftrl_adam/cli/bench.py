@@ -7,10 +7,13 @@ import importlib
 from typing import Any
 
 
+#: The one-line help of the subcommand (``ftrl-adam --help``).
+HELP = "run a benchmark: a table naming the device, and a JSON"
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
   from ftrl_adam.bench import BENCHMARKS  # pylint: disable=import-outside-toplevel
   p = sub.add_parser(
-      "bench", help="run a benchmark: a table naming the device, and a JSON",
+      "bench", help=HELP,
       description=("Run one of the package's benchmarks. Options after the "
                    "name go to the benchmark: `ftrl-adam bench step --help` "
                    "lists them. Results: a printed table naming the device and "

@@ -6,6 +6,9 @@ import argparse
 from typing import Any
 
 
+#: The one-line help of the subcommand (``ftrl-adam --help``).
+HELP = "train a least-squares model with ftrl_adam; print the loss"
+
 def run(args: argparse.Namespace) -> int:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -62,7 +65,7 @@ class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
   demo = sub.add_parser(
-      "demo", help="train a least-squares model with ftrl_adam; print the loss",
+      "demo", help=HELP,
       formatter_class=_Defaults)
   demo.add_argument("--steps", type=int, default=500, help="training steps")
   demo.add_argument("--lr", type=float, default=0.05, help="learning rate")

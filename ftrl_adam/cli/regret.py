@@ -12,6 +12,9 @@ DEFAULT_OUT = os.path.join("runs", "regret-default")
 QUICK_OUT = os.path.join("runs", "regret-quick")
 
 
+#: The one-line help of the subcommand (``ftrl-adam --help``).
+HELP = "the beta-grid: regret games over (b1, b2) x seeds, one program"
+
 def _options():
   from ftrl_adam.regret import study  # pylint: disable=import-outside-toplevel
   return study
@@ -21,7 +24,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
   study = _options()
   p = sub.add_parser(
       "regret",
-      help="the beta-grid: regret games over (b1, b2) x seeds, one program",
+      help=HELP,
       description=(
           "Play the theory's learner (FTRL-Adam, Algorithm 1 of Nguyen 2026) "
           "against adversaries over a (b1, b2) x seeds grid (x radii, x c or "

@@ -10,6 +10,9 @@ from typing import Any
 from ftrl_adam.cli import _common
 
 
+#: The one-line help of the subcommand (``ftrl-adam --help``).
+HELP = "train a model over a (b1, b2) x lr x seed grid in one program"
+
 def _parse_option(text: str) -> tuple[str, Any]:
   key, sep, value = text.partition("=")
   if not sep or not key.strip():
@@ -31,7 +34,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
   study = _study()
   p = sub.add_parser(
       "study",
-      help="train a model over a (b1, b2) x lr x seed grid in one program",
+      help=HELP,
       description=(
           "Train a model over b1 x b2 x learning rates x seeds with "
           "ftrl_adam + ema_params, vmapped in chunks over every device "

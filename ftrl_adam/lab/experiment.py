@@ -429,9 +429,10 @@ def run_experiment(
       if part_figures is not None:
         drawing.append(figures_pool.submit(part_figures, part, res, out))
   except BaseException:
-    for p in (pool, figures_pool):
-      if p is not None:
-        p.shutdown(wait=False, cancel_futures=True)
+    if pool is not None:
+      pool.shutdown(wait=False, cancel_futures=True)
+    if figures_pool is not None:   # no figure written after we return
+      figures_pool.shutdown(wait=True, cancel_futures=True)
     if out is not None and writer:
       try:
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
