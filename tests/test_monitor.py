@@ -396,6 +396,10 @@ _PUSHED = {
     "nesterov sgd": lambda: optax.sgd(1e-2, momentum=0.9, nesterov=True),
     "inject adam": lambda: optax.inject_hyperparams(optax.adam)(
         learning_rate=1e-2),
+    # a side effect in the update: the monitor gathers from the update itself
+    "with a callback": lambda: optax.chain(
+        optax.adam(1e-2), optax.stateless(
+            lambda u, p: (jax.debug.callback(lambda *a: None, u), u)[1])),
 }
 
 
