@@ -94,7 +94,7 @@ class _Pushdown:
     self.inputs = set(closed.jaxpr.invars)
     self.gathered = {}
     self.stops = set()
-    self.frontier = []  # (atom, why) where a whole array was gathered
+    self.frontier = []  # why the push stopped, for each whole array gathered
 
   # The whole value of an atom, computed as the function computes it.
   def value(self, scope: _Scope, atom):
@@ -159,7 +159,7 @@ class _Pushdown:
     name = eqn.primitive.name
     if name in CALLS and "jaxpr" in eqn.params:
       child = self._child(scope, eqn)
-      inner = child_outvars(eqn)[eqn.outvars.index(atom)]
+      inner = _child_outvars(eqn)[eqn.outvars.index(atom)]
       return self.gather(child, inner, shape, idx, tag)
     if name == "broadcast_in_dim" and not _shape(eqn.invars[0]):
       return jnp.broadcast_to(self.value(scope, eqn.invars[0]), (idx.size,))
@@ -172,7 +172,7 @@ class _Pushdown:
     return self._direct(scope, atom, idx, name)
 
 
-def child_outvars(eqn):
+def _child_outvars(eqn):
   closed = eqn.params["jaxpr"]
   return (closed.jaxpr if hasattr(closed, "jaxpr") else closed).outvars
 
@@ -180,7 +180,7 @@ def child_outvars(eqn):
 def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
                    indices: Sequence[Optional[np.ndarray]],
                    frontier: Optional[list] = None) -> Optional[list]:
-  """``[ravel(fn(*args)[i])[indices[i]] ...]`` with the gathers pushed to the inputs.
+  """``[ravel(fn(*args)[i])[indices[i]] ...]``, the gathers pushed into ``fn``.
 
   The push stops at the function's inputs and at its other outputs (the
   outputs after the first ``len(indices)``, e.g. the new optimizer state,
@@ -193,7 +193,6 @@ def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
     args: its arguments (arrays or tracers).
     indices: for each of the first ``len(indices)`` outputs, int32 flat
       indices into it, or None to skip it.
-
     frontier: if a list, it is extended with, for each whole array gathered,
       why the push stopped there: ``"input"``, ``"output"``, ``"constant"``
       or the name of the primitive that made it (for tests).

@@ -223,11 +223,12 @@ class _View:
     """``tx.update(...)`` and the monitored coordinates of its update.
 
     Under a trace, the subset's entries are computed by pushing the gather
-    through the traced update (``_gather``), before the update itself runs
-    (an ``optimization_barrier`` orders the small gathers of the inputs
-    before the step overwrites its donated state in place).  Reading k
-    entries then leaves XLA's fusion of the step intact: no pass over the
-    parameters is added and no input buffer is copied.
+    through the traced update (``_gather``) to the gradient, the parameters
+    and the *new* state (the old state, which a donated step overwrites in
+    place, would have to be copied first).  Reading k entries then leaves
+    XLA's fusion of the step intact: no pass over the parameters is added
+    and no buffer is copied.  Outside a trace, or for a transform with side
+    effects, the entries are read from the update.
     """
     args, in_tree = jax.tree.flatten((updates, inner, params, extra_args))
     play = None
@@ -243,8 +244,7 @@ class _View:
 
       parts = _gather.gather_outputs(
           flat_update, args, [loc if loc.size else None for loc in self.local])
-      if (parts is not None and structure[0] == jax.tree.structure(updates)
-          and len(parts) == len(self.local)):
+      if parts is not None and structure[0] == jax.tree.structure(updates):
         play = jnp.concatenate(
             [x.astype(_f32) for x in parts if x is not None])
     new_updates, new_inner = tx.update(updates, inner, params, **extra_args)

@@ -186,6 +186,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  from ftrl_adam import grid as _grid  # pylint: disable=ungrouped-imports
-  _grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
+  grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
   sys.exit(main())
