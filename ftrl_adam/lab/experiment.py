@@ -21,8 +21,8 @@ what to run; :func:`run_experiment` runs any of them the same way:
    make ``summary.txt``, ``spec.figures`` draws the heatmaps.  A spec may
    also have ``part_figures(part, res, out)``: the figures of one part,
    drawn in a thread as soon as the part is done (while the next parts
-   compile and run); ``spec.figures(result, out, drawn=...)`` then draws the
-   rest.
+   compile and run); ``spec.figures(result, out, drawn=<part names>)``
+   then draws the rest.
 
 The results folder::
 
@@ -457,13 +457,13 @@ def run_experiment(
       files[name] = os.path.join(out, f"{name}.csv")
       grid.write_csv(t, files[name])
     if plots:
-      drawn: dict[str, str] = {}
+      # The rest of the figures while the thread finishes the last part's.
+      rest = (spec.figures(result, out, drawn=[p.name for p, _ in results])
+              if part_figures is not None else spec.figures(result, out))
       for future in drawing:
-        drawn.update(future.result() or {})
+        files.update(future.result() or {})
       figures_pool.shutdown()
-      files.update(drawn)
-      files.update(spec.figures(result, out, drawn=drawn)
-                   if part_figures is not None else spec.figures(result, out))
+      files.update(rest)
     files["summary"] = os.path.join(out, SUMMARY_NAME)
     _grid_io.atomic_write_text(files["summary"], result.text + "\n")
     files["json"] = os.path.join(out, RUN_JSON)

@@ -665,17 +665,13 @@ class BetaGrid:
                      worst=False)
 
   def figures(self, result: _exp.ExperimentResult, out: str,
-              drawn: Mapping[str, str] = ()) -> dict[str, str]:
+              drawn: Sequence[str] = ()) -> dict[str, str]:
     """regret_<adv>.png, ratio_<adv>.png and regret_worst.png (ftrl_adam.plots).
 
-    Skips the adversaries whose two figures are in ``drawn`` (already drawn
-    by :meth:`part_figures`).
+    Skips the adversaries named in ``drawn`` (their figures are drawn by
+    :meth:`part_figures`).
     """
-    variants = _variants(result.table, self.rate)
-    sfx = [_suffix(v, len(variants) > 1) for v in variants]
-    names = [a for a in self.names
-             if not all(f"{kind}_{a}{x}" in drawn
-                        for kind in ("regret", "ratio") for x in sfx)]
+    names = [a for a in self.names if a not in set(drawn)]
     return _heatmaps(self, result.table, out, names)
 
 
