@@ -396,6 +396,10 @@ _PUSHED = {
     "nesterov sgd": lambda: optax.sgd(1e-2, momentum=0.9, nesterov=True),
     "inject adam": lambda: optax.inject_hyperparams(optax.adam)(
         learning_rate=1e-2),
+    # a lax.cond on the way: the push stops there (the whole update, gathered)
+    "apply_if_finite": lambda: optax.apply_if_finite(optax.adam(1e-2), 3),
+    "MultiSteps": lambda: optax.MultiSteps(
+        optax.adam(1e-2), 2).gradient_transformation(),
     # a side effect in the update: the monitor gathers from the update itself
     "with a callback": lambda: optax.chain(
         optax.adam(1e-2), optax.stateless(
