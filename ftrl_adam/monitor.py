@@ -225,10 +225,12 @@ class _View:
     Under a trace, the subset's entries are computed by pushing the gather
     through the traced update (``_gather``) to the gradient, the parameters
     and the *new* state (the old state, which a donated step overwrites in
-    place, would have to be copied first).  Reading k entries then leaves
-    XLA's fusion of the step intact: no pass over the parameters is added
-    and no buffer is copied.  Outside a trace, or for a transform with side
-    effects, the entries are read from the update.
+    place, would have to be copied first), and the returned updates are
+    made to depend on those reads (bit for bit the same), so that the
+    caller's in-place parameter update comes after them.  Reading k entries
+    then leaves XLA's fusion of the step intact: no pass over the
+    parameters is added and no buffer is copied.  Outside a trace, or for a
+    transform with side effects, the entries are read from the update.
     """
     args, in_tree = jax.tree.flatten((updates, inner, params, extra_args))
     play = None
@@ -250,6 +252,20 @@ class _View:
     new_updates, new_inner = tx.update(updates, inner, params, **extra_args)
     if play is None:
       play = self.select(new_updates)
+    else:
+      # Order the k-entry reads (of the gradient, the parameters) before the
+      # step's in-place writes: the caller's `params + updates` overwrites
+      # donated parameters, and XLA copies a buffer that another fusion reads
+      # unless the writer depends on that read (it drops an
+      # optimization_barrier before that decision on CPU).  `never` is False
+      # for every float s, NaN included ((s != s) & (s == s)), and XLA does
+      # not fold float self-comparisons, so the updates keep every bit and
+      # now depend on the reads.  Measured: adamw on 16M donated parameters
+      # 37.2 ms -> 22.2 ms (plain 23.5 ms), three parameter copies -> none.
+      s = jnp.sum(play)
+      never = (s != s) & (s == s)
+      new_updates = jax.tree.map(
+          lambda u: jnp.where(never, jnp.zeros_like(u), u), new_updates)
     return new_updates, new_inner, play
 
   def zeros(self, params: Any, lead: tuple = ()) -> Any:

@@ -467,3 +467,27 @@ def test_the_pushed_gather_stops_only_at_inputs_and_the_new_state():
     _gather.gather_outputs(lambda x: [jnp.cumsum(x) * 2.0], [jnp.ones(4)],
                            [np.array([1, 2])], frontier)
     assert frontier == ["cumsum"]
+
+
+@pytest.mark.parametrize("name", ["ftrl_adam", "optax.adam", "clip + adamw"])
+def test_a_monitored_step_copies_no_buffer_the_plain_step_does_not(name):
+  # A training step donates the parameters and the state. Reading k entries
+  # of the old state, or of parameters that the caller overwrites in place,
+  # makes XLA copy the whole buffer first unless the write is ordered after
+  # the read; the monitor reads the new state and orders its reads.
+  import re
+  params = {"a": jnp.ones((64, 32)), "b": jnp.ones((1000,))}
+  sized = re.compile(r"f32\[(64,32|1000)\]\{[0-9,]*\} copy\(")
+
+  def copies(tx):
+    def step(p, s, g):
+      u, s = tx.update(g, s, p)
+      return optax.apply_updates(p, u), s
+    text = jax.jit(step, donate_argnums=(0, 1)).lower(
+        params, tx.init(params), params).compile().as_text()
+    return len(sized.findall(text))
+
+  plain = _PUSHED[name]()
+  watched = fa.regret_monitor(_PUSHED[name](), radius=0.1, b1=0.9, coords=16,
+                              b2=0.99, c=0.1)
+  assert copies(watched) <= copies(plain)
