@@ -88,12 +88,12 @@ def _shape(atom) -> tuple:
 
 class _Pushdown:
 
-  def __init__(self, closed, args):
+  def __init__(self, closed, args, stops):
     self.top = _Scope(closed.jaxpr, closed.consts)
     self.top.env.update(zip(closed.jaxpr.invars, args, strict=True))
     self.inputs = set(closed.jaxpr.invars)
+    self.stops = set(stops)
     self.gathered = {}
-    self.stops = set()
     self.frontier = []  # why the push stopped, for each whole array gathered
 
   # The whole value of an atom, computed as the function computes it.
@@ -204,9 +204,9 @@ def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
   closed = jax.make_jaxpr(fn)(*args)
   if closed.effects:
     return None
-  push = _Pushdown(closed, [jnp.asarray(a) for a in args])
-  push.stops = set(a for a in closed.jaxpr.outvars[len(indices):]
-                   if not _is_literal(a))
+  push = _Pushdown(closed, [jnp.asarray(a) for a in args],
+                   [a for a in closed.jaxpr.outvars[len(indices):]
+                    if not _is_literal(a)])
   out = []
   for i, idx in enumerate(indices):
     if idx is None:
