@@ -23,6 +23,11 @@ The lab, loaded on first use (``import ftrl_adam`` does not load it):
 * :mod:`testing` - float64 oracles the tests compare the lab against.
 """
 
+import importlib as _importlib
+import importlib.abc as _importlib_abc
+import importlib.util as _importlib_util
+import sys as _sys
+
 from ftrl_adam.clipping import ClipBallState
 from ftrl_adam.clipping import ClipBoxState
 from ftrl_adam.clipping import clip_ball
@@ -54,17 +59,61 @@ from ftrl_adam.recipes import ahn_cutkosky
 
 __version__ = "0.1.0"
 
-# The lab (the layer above the optimizer) loads on first use: ``fa.regret``,
-# ``fa.grid``, ``fa.studies``, ``fa.plots`` and ``fa.testing`` work, and
+# The lab (the layer above the optimizer) lives in ``ftrl_adam/lab/`` and loads
+# on first use.  Its public modules keep their short names: ``ftrl_adam.regret``
+# is ``ftrl_adam.lab.regret`` (the same module object, submodules included),
+# whether reached as ``fa.regret`` or by ``import ftrl_adam.regret``.
 # ``import ftrl_adam`` loads none of them (tests/test_layering.py).
-_LAZY_SUBMODULES = ("grid", "plots", "regret", "studies", "testing")
+_LAB_ALIASES = {"grid": "engine", "regret": "regret", "studies": "studies",
+                "testing": "testing", "plots": "report.figures", "cli": "cli"}
+
+
+def _lab_name(fullname):
+  head, _, rest = fullname.partition(".")
+  short, _, sub = rest.partition(".")
+  if head != __name__ or short not in _LAB_ALIASES:
+    return None
+  return f"{__name__}.lab.{_LAB_ALIASES[short]}" + (f".{sub}" if sub else "")
+
+
+class _LabAliases(_importlib_abc.MetaPathFinder, _importlib_abc.Loader):
+  """Imports ``ftrl_adam.<short>[.sub]`` as the lab module it names."""
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target
+    real = _lab_name(fullname)
+    if real is None:
+      return None
+    spec = _importlib_util.find_spec(real)
+    if spec is None:
+      return None
+    return _importlib_util.spec_from_loader(
+        fullname, self, origin=spec.origin,
+        is_package=spec.submodule_search_locations is not None)
+
+  def create_module(self, spec):
+    module = _importlib.import_module(_lab_name(spec.name))
+    spec.loader_state = module.__spec__
+    return module
+
+  def exec_module(self, module):
+    # The import system set the alias's spec on the module: give it back its
+    # own, so that the module is one object with one name.
+    module.__spec__ = module.__spec__.loader_state
+
+  def get_code(self, fullname):   # ``python -m ftrl_adam.cli``
+    real = _lab_name(fullname)
+    return _importlib_util.find_spec(real).loader.get_code(real)
+
+
+if not any(isinstance(f, _LabAliases) for f in _sys.meta_path):
+  _sys.meta_path.insert(0, _LabAliases())
 
 
 def __getattr__(name):
-  if name in _LAZY_SUBMODULES:
-    import importlib  # pylint: disable=import-outside-toplevel
-    return importlib.import_module(f"ftrl_adam.{name}")
-  raise AttributeError(f"module 'ftrl_adam' has no attribute {name!r}")
+  if name in _LAB_ALIASES:
+    return _importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = (
     "ClipBallState",

@@ -55,7 +55,7 @@ def test_unwritable_out_is_one_line_naming_the_path(tmp_path, monkeypatch,
 def test_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch,
                                                     capsys):
   out = tmp_path / "full"
-  from ftrl_adam import _grid_io
+  from ftrl_adam.lab.engine import _folder as _grid_io
   real = _grid_io.atomic_save_npz
 
   def full(path, arrays):

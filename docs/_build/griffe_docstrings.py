@@ -40,13 +40,17 @@ def _public_names() -> set[str]:
 
 
 _PUBLIC = _public_names()
+# The lab's public modules, whose short names (``ftrl_adam.regret``) are
+# aliases of modules under ftrl_adam/lab/ (ftrl_adam/__init__.py).
+_LAB = {"grid": "lab.engine", "regret": "lab.regret", "studies": "lab.studies",
+        "testing": "lab.testing", "plots": "lab.report.figures", "cli": "lab.cli"}
 
 
 def _role(match: re.Match) -> str:
   name = match.group(1)
   short = name.removeprefix("ftrl_adam.")
   if short in _PUBLIC:
-    return f"[`{short}`][ftrl_adam.{short}]"
+    return f"[`{short}`][ftrl_adam.{_LAB.get(short, short)}]"
   return f"`{name}`"
 
 

@@ -57,9 +57,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from ftrl_adam import _grid_io
-from ftrl_adam import grid
-from ftrl_adam._grid_io import ResultsFolderError
+from ftrl_adam.lab.engine import _folder as _grid_io
+from ftrl_adam.lab import engine as grid
+from ftrl_adam.lab.engine._folder import ResultsFolderError
 
 RUN_JSON = "run.json"
 CSV_NAME = "results.csv"
@@ -306,7 +306,7 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
 
 
 def _import_plots() -> dict[str, str]:
-  importlib.import_module("ftrl_adam.plots")
+  importlib.import_module("ftrl_adam.lab.report.figures")
   return {}
 
 

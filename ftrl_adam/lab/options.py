@@ -18,7 +18,7 @@ import numpy as np
 
 from ftrl_adam import _checks
 from ftrl_adam import _theory
-from ftrl_adam import grid
+from ftrl_adam.lab import engine as grid
 
 # Shared with the optimizer layer (ftrl_adam.ftrl.DOMAINS); re-exported here.
 from ftrl_adam.ftrl import DOMAINS  # noqa: F401  pylint: disable=unused-import

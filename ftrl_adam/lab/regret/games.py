@@ -52,10 +52,10 @@ from ftrl_adam import _checks
 from ftrl_adam import _d3
 from ftrl_adam import _theory
 from ftrl_adam import ftrl as _ftrl
-from ftrl_adam import grid as grid_progress
-from ftrl_adam.regret import _parallel
-from ftrl_adam.regret import bounds
-from ftrl_adam.regret.adversaries import Adversary
+from ftrl_adam.lab import engine as grid_progress
+from ftrl_adam.lab.regret import _parallel
+from ftrl_adam.lab.regret import bounds
+from ftrl_adam.lab.regret.adversaries import Adversary
 
 METHODS = ("sequential", "parallel")
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from ftrl_adam.cli import run
+from ftrl_adam.lab.cli import run
 
 sys.exit(run())

@@ -30,31 +30,31 @@ Example:
   (8, 4)
 """
 
-from ftrl_adam.studies.study import OG_AXIS
-from ftrl_adam.studies.study import STUDY_OPTIONS
-from ftrl_adam.studies.study import Study
-from ftrl_adam.studies.study import StudyResult
-from ftrl_adam.studies.study import TUNE_METRICS
-from ftrl_adam.studies.study import best_b2_per_b1
-from ftrl_adam.studies.study import format_summary
-from ftrl_adam.studies.study import make_cell_fn
-from ftrl_adam.studies.study import run_study
-from ftrl_adam.studies.study import seed_axis
-from ftrl_adam.studies.study import single_run
-from ftrl_adam.studies.study import make_study
-from ftrl_adam.studies.study import study_table
-from ftrl_adam.studies.study import tune_learning_rate
-from ftrl_adam.studies.tasks import TASKS
-from ftrl_adam.studies.tasks import CharTransformer
-from ftrl_adam.studies.tasks import MLP
-from ftrl_adam.studies.tasks import Task
-from ftrl_adam.studies.tasks import TaskDefaults
-from ftrl_adam.studies.tasks import flax_task
-from ftrl_adam.studies.tasks import make_task
-from ftrl_adam.studies.tasks import task_options
-from ftrl_adam.studies.train import eval_steps
-from ftrl_adam.studies.train import metric_names
-from ftrl_adam.studies.train import train
+from ftrl_adam.lab.studies.study import OG_AXIS
+from ftrl_adam.lab.studies.study import STUDY_OPTIONS
+from ftrl_adam.lab.studies.study import Study
+from ftrl_adam.lab.studies.study import StudyResult
+from ftrl_adam.lab.studies.study import TUNE_METRICS
+from ftrl_adam.lab.studies.study import best_b2_per_b1
+from ftrl_adam.lab.studies.study import format_summary
+from ftrl_adam.lab.studies.study import make_cell_fn
+from ftrl_adam.lab.studies.study import run_study
+from ftrl_adam.lab.studies.study import seed_axis
+from ftrl_adam.lab.studies.study import single_run
+from ftrl_adam.lab.studies.study import make_study
+from ftrl_adam.lab.studies.study import study_table
+from ftrl_adam.lab.studies.study import tune_learning_rate
+from ftrl_adam.lab.studies.tasks import TASKS
+from ftrl_adam.lab.studies.tasks import CharTransformer
+from ftrl_adam.lab.studies.tasks import MLP
+from ftrl_adam.lab.studies.tasks import Task
+from ftrl_adam.lab.studies.tasks import TaskDefaults
+from ftrl_adam.lab.studies.tasks import flax_task
+from ftrl_adam.lab.studies.tasks import make_task
+from ftrl_adam.lab.studies.tasks import task_options
+from ftrl_adam.lab.studies.train import eval_steps
+from ftrl_adam.lab.studies.train import metric_names
+from ftrl_adam.lab.studies.train import train
 
 __all__ = (
     "OG_AXIS",

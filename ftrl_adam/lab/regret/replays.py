@@ -31,7 +31,7 @@ import numpy as np
 
 from ftrl_adam import _checks
 from ftrl_adam import monitor as _monitor
-from ftrl_adam.regret.adversaries import Adversary
+from ftrl_adam.lab.regret.adversaries import Adversary
 
 _f32 = jnp.float32
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ftrl_adam.bench import _common  # noqa: E402
+from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 
 import ftrl_adam as fa  # noqa: E402
 

@@ -35,12 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ftrl_adam.bench import _common  # noqa: E402
+from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 
-from ftrl_adam import grid  # noqa: E402
-from ftrl_adam import regret  # noqa: E402
-from ftrl_adam.regret import bounds  # noqa: E402
-from ftrl_adam.regret import study  # noqa: E402
+from ftrl_adam.lab import engine as grid  # noqa: E402
+from ftrl_adam.lab import regret  # noqa: E402
+from ftrl_adam.lab.regret import bounds  # noqa: E402
+from ftrl_adam.lab.regret import study  # noqa: E402
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, by jax device_kind, for the
 # roofline fraction on a GPU.  Other devices: pass --peak-tflops.

@@ -7,7 +7,7 @@ import ast
 import os
 from typing import Any
 
-from ftrl_adam.cli import _common
+from ftrl_adam.lab.cli import _common
 
 
 #: The one-line help of the subcommand (``ftrl-adam --help``).
@@ -26,7 +26,7 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def _study():
-  from ftrl_adam import studies as study  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab import studies as study  # pylint: disable=import-outside-toplevel
   return study
 
 

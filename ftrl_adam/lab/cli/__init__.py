@@ -49,7 +49,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                       version=f"ftrl-adam {_version()}")
   sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
   for name in SUBCOMMANDS:
-    module = importlib.import_module(f"ftrl_adam.cli.{name}")
+    module = importlib.import_module(f"ftrl_adam.lab.cli.{name}")
     if only is None or name == only:
       module.add_parser(sub)
     else:
@@ -77,7 +77,7 @@ def run() -> int:
   another count).  :func:`main` itself, called in a running program (a
   test, a notebook), leaves that program's devices alone.
   """
-  from ftrl_adam import grid  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab import engine as grid  # pylint: disable=import-outside-toplevel
   grid.use_cpu_cores()
   return main()
 

@@ -32,10 +32,10 @@ import time
 import jax
 import numpy as np
 
-from ftrl_adam.bench import _common  # noqa: E402
+from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 
-from ftrl_adam import grid  # noqa: E402
-from ftrl_adam import studies  # noqa: E402
+from ftrl_adam.lab import engine as grid  # noqa: E402
+from ftrl_adam.lab import studies  # noqa: E402
 
 
 def _table(task, k):

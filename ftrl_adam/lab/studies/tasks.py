@@ -60,7 +60,7 @@ import numpy as np
 import optax
 
 from ftrl_adam import _numerics
-from ftrl_adam.studies import _corpus
+from ftrl_adam.lab.studies import _corpus
 
 Params = Any
 Batch = Any

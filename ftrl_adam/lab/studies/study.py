@@ -46,13 +46,13 @@ import jax
 import numpy as np
 
 from ftrl_adam import _checks
-from ftrl_adam import grid
+from ftrl_adam.lab import engine as grid
 from ftrl_adam.lab import experiment as _exp
 from ftrl_adam.lab import options as _opt
-from ftrl_adam.lab import report as _report
-from ftrl_adam.studies import tasks as tasks_lib
-from ftrl_adam.studies import train as train_lib
-from ftrl_adam.studies.tasks import Task
+from ftrl_adam.lab.report import summary as _report
+from ftrl_adam.lab.studies import tasks as tasks_lib
+from ftrl_adam.lab.studies import train as train_lib
+from ftrl_adam.lab.studies.tasks import Task
 
 #: Metrics the learning rate can be tuned on (lower is better).
 TUNE_METRICS = ("val_loss", "val_loss_ema", "best_val_loss",
@@ -539,7 +539,7 @@ def _heatmaps(tuned, out_dir, metrics, task_name, annotate):
   the finite values, so a few diverging (b1, b2) do not wash out the rest;
   the numbers written in the cells are the true ones.
   """
-  from ftrl_adam import plots  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab.report import figures as plots  # pylint: disable=import-outside-toplevel
 
   def capped(values):
     v = np.asarray(values, np.float64)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ftrl_adam import grid
+from ftrl_adam.lab import engine as grid
 
 
 def _log1m(x: float) -> float:

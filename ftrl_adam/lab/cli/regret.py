@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from ftrl_adam.cli import _common
+from ftrl_adam.lab.cli import _common
 
 DEFAULT_OUT = os.path.join("runs", "regret-default")
 QUICK_OUT = os.path.join("runs", "regret-quick")
@@ -16,7 +16,7 @@ QUICK_OUT = os.path.join("runs", "regret-quick")
 HELP = "the beta-grid: regret games over (b1, b2) x seeds, one program"
 
 def _options():
-  from ftrl_adam.regret import study  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab.regret import study  # pylint: disable=import-outside-toplevel
   return study
 
 

@@ -81,17 +81,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ftrl_adam import grid
+from ftrl_adam.lab import engine as grid
 from ftrl_adam.lab import experiment as _exp
 from ftrl_adam.lab import options as _opt
-from ftrl_adam.lab import report as _report
+from ftrl_adam.lab.report import summary as _report
 from ftrl_adam.lab.identity import code_digest
-from ftrl_adam.regret import adversaries as _adv
-from ftrl_adam.regret import bounds
-from ftrl_adam.regret import games
-from ftrl_adam.regret.replays import is_replay as _is_replay
-from ftrl_adam.regret.replays import replay as _replay
-from ftrl_adam.regret import worst as _worst
+from ftrl_adam.lab.regret import adversaries as _adv
+from ftrl_adam.lab.regret import bounds
+from ftrl_adam.lab.regret import games
+from ftrl_adam.lab.regret.replays import is_replay as _is_replay
+from ftrl_adam.lab.regret.replays import replay as _replay
+from ftrl_adam.lab.regret import worst as _worst
 
 __all__ = (
     "BETA_GRID_ADVERSARIES",
@@ -941,7 +941,7 @@ def _heatmaps(spec: BetaGrid, table, out, draw: Sequence[str],
               worst: bool = True):
   """The heatmaps of the adversaries ``draw``; with ``worst``, also the
   worst over all adversaries of the spec (needs them all in ``table``)."""
-  from ftrl_adam import plots  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab.report import figures as plots  # pylint: disable=import-outside-toplevel
   files = {}
   variants = _variants(table, spec.rate)
   multi = len(variants) > 1

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ftrl_adam import _checks
-from ftrl_adam.regret import bounds
+from ftrl_adam.lab.regret import bounds
 
 KINDS = ("oblivious", "adaptive")
 

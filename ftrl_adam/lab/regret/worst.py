@@ -89,10 +89,10 @@ import numpy as np
 import optax
 
 from ftrl_adam import _checks
-from ftrl_adam import grid
-from ftrl_adam.regret import adversaries as _adv
-from ftrl_adam.regret import bounds
-from ftrl_adam.regret import games
+from ftrl_adam.lab import engine as grid
+from ftrl_adam.lab.regret import adversaries as _adv
+from ftrl_adam.lab.regret import bounds
+from ftrl_adam.lab.regret import games
 
 __all__ = (
     "CONSTRUCTION_KINDS",

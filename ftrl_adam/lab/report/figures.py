@@ -24,8 +24,8 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.ticker import NullLocator
 from matplotlib.figure import Figure
 
-from ftrl_adam import _grid_io
-from ftrl_adam import grid
+from ftrl_adam.lab.engine import _folder as _grid_io
+from ftrl_adam.lab import engine as grid
 
 __all__ = ("OVERLAYS", "heatmap")
 

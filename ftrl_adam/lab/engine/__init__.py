@@ -105,8 +105,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from ftrl_adam import _grid_io
-from ftrl_adam._grid_io import ResultsFolderError
+from ftrl_adam.lab.engine import _folder as _grid_io
+from ftrl_adam.lab.engine._folder import ResultsFolderError
 from ftrl_adam.lab.identity import code_digest
 
 __all__ = (

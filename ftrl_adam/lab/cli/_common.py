@@ -144,7 +144,7 @@ def _os_message(e: OSError, out: Optional[str]) -> str:
 def run_guarded(parser: argparse.ArgumentParser, run: Callable[[], int],
                 words: Callable[[str], str], out: Optional[str] = None) -> int:
   """Runs ``run()``; what a user can cause becomes one line and a status."""
-  from ftrl_adam._grid_io import ResultsFolderError  # pylint: disable=import-outside-toplevel
+  from ftrl_adam.lab.engine._folder import ResultsFolderError  # pylint: disable=import-outside-toplevel
   from ftrl_adam.lab.experiment import TooBigError  # pylint: disable=import-outside-toplevel
   try:
     return run()
