@@ -347,7 +347,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
                f"(b1, b2), mean over seeds):")
   lines += _report.format_rows(rows, metric, [
       ("nearer", lambda r: r["nearer"]),
-      ("b1/sqrt(b2)", lambda r: _report.fmt(r["ratio"])),
+      ("b1/sqrt(b2)", lambda r: _report.fmt(r["beta_ratio"])),
       ("lr", lambda r: _report.fmt(r["lr"])),
       (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"]))])
   finite = [r for r in rows if math.isfinite(r["value"])]
