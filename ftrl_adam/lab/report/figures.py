@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -189,33 +190,85 @@ def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
   bar = fig.colorbar(mesh, ax=ax, label=label)
   plain = FuncFormatter(lambda v, _: f"{v:.3g}")
   bar.ax.yaxis.set_major_formatter(plain)
-  bar.ax.yaxis.set_minor_formatter(plain if log else NullFormatter())
+  bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
+                                   else NullFormatter())
   v = z[np.isfinite(z)]
   if v.size and mesh.norm.vmax is not None and v.max() < mesh.norm.vmax:
     bar.ax.axhline(float(v.max()), color="black", lw=1.0)
   return bar
 
 
+def _labels(vals: np.ndarray, dtype: Any, log: bool) -> list[str]:
+  """Tick labels: the values as typed (their shortest forms) when each has 6
+  significant digits or fewer, else (a computed grid) each rounded to the
+  fewest decimals that keep it within 5% of the gap to its neighbours (in
+  log(1 - value) with ``log``): 0.99375 reads 0.99375, a computed
+  0.9922697 reads 0.9923."""
+  v = np.asarray(vals, np.float64)
+  with np.errstate(all="ignore"):
+    t = -np.log1p(-v) if log else v
+  gaps = np.abs(np.diff(t))
+  near = np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+  exact = [format_value(x, dtype) for x in v]
+  digits = [e.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
+            for e in exact]
+  if all(len(d) <= 6 for d in digits):
+    return exact
+  out = []
+  for i, x in enumerate(v):
+    if not np.isfinite(near[i]) or near[i] == 0:
+      out.append(exact[i])
+      continue
+    for k in range(1, 10):
+      r = round(float(x), k)
+      with np.errstate(all="ignore"):
+        tr = -np.log1p(-r) if log else r
+      if abs(tr - t[i]) <= 0.05 * near[i]:
+        text = np.format_float_positional(r, trim="-")
+        out.append(text if len(text) < len(exact[i]) else exact[i])
+        break
+    else:
+      out.append(exact[i])
+  return out
+
+
+def _minor_labels(norm: Any) -> Any:
+  """Labels of a log colour bar's minor ticks (m x 10^k): 2, 3, 5 and 7 over
+  at most a decade, 2 and 5 over at most two, none beyond (the decades
+  suffice and more would crowd)."""
+  lo, hi = norm.vmin, norm.vmax
+  ratio = hi / lo if lo and hi and lo > 0 else np.inf
+  keep = {2, 3, 5, 7} if ratio <= 10 else {2, 5} if ratio <= 100 else set()
+
+  def label(v, _):
+    if v <= 0:
+      return ""
+    m = v / 10.0 ** np.floor(np.log10(v))
+    return f"{v:.3g}" if round(m) in keep and abs(m - round(m)) < 1e-6 else ""
+  return FuncFormatter(label)
+
+
 def _ticks(fig: Figure, ax: Any, axis: str, vals: np.ndarray, dtype: Any,
-           max_ticks: Optional[int]) -> None:
-  """A label on every grid value, centred on its cell; thinned (first and
-  last kept, evenly) only where the labels would overlap."""
+           log: bool, max_ticks: Optional[int]) -> None:
+  """A label on every grid value, centred on its cell; only where the labels
+  would overlap, every s-th (both ends kept if they fit)."""
   target = ax.xaxis if axis == "x" else ax.yaxis
-  labels = [format_value(v, dtype) for v in vals]
+  labels = _labels(vals, dtype, log)
   n = len(vals)
-  counts = [k for k in range(n, 0, -1) if max_ticks is None or k <= max_ticks]
-  rotations = (0, 90) if axis == "x" else (0,)
   renderer = getattr(fig.canvas, "get_renderer", lambda: None)()
-  for k in counts or [1]:
-    pick = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
-    target.set_major_locator(FixedLocator(pick))
-    target.set_major_formatter(FixedFormatter([labels[i] for i in pick]))
-    target.set_minor_locator(NullLocator())
-    for rotation in rotations:
-      if axis == "x":
-        ax.tick_params(axis="x", labelrotation=rotation)
-      if renderer is None or not _overlap(target, renderer, axis):
-        return
+  for step in range(1, n + 1):
+    ends = sorted(set(range(0, n, step)) | {n - 1})
+    for pick in (ends, sorted(range(n - 1, -1, -step))):
+      if max_ticks is not None and len(pick) > max_ticks:
+        continue
+      target.set_major_locator(FixedLocator(pick))
+      target.set_major_formatter(FixedFormatter([labels[i] for i in pick]))
+      target.set_minor_locator(NullLocator())
+      for rotation in ((0, 90) if axis == "x" else (0,)):
+        if axis == "x":
+          ax.tick_params(axis="x", labelrotation=rotation)
+        if renderer is None or not _overlap(target, renderer, axis):
+          return
 
 
 def _overlap(target: Any, renderer: Any, axis: str) -> bool:
@@ -238,10 +291,15 @@ def _draw_overlays(ax: Any, overlays: Sequence[Any], x: str, y: str,
     with np.errstate(all="ignore"):
       curve = np.asarray(fn(dense), np.float64)
     ax.plot(xmap[0](dense), ymap[0](curve), lw=1.5, label=curve_label)
-  ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(overlays),
-            fontsize="small", frameon=False, borderaxespad=0.2,
-            handlelength=1.5, columnspacing=1.0)
-  return 6.0 + 1.6 * 0.833 * float(rcParams["font.size"])
+  legend = ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0),
+                     ncol=len(overlays), fontsize="small", frameon=False,
+                     borderaxespad=0.2, handlelength=1.5, columnspacing=1.0)
+  renderer = getattr(ax.figure.canvas, "get_renderer", lambda: None)()
+  if renderer is None:
+    return 6.0 + 2.2 * 0.833 * float(rcParams["font.size"])
+  above = (legend.get_window_extent(renderer).y1
+           - ax.get_window_extent(renderer).y1)
+  return 6.0 + above * 72.0 / ax.figure.dpi
 
 
 def heatmap(
@@ -348,7 +406,8 @@ def heatmap(
                        f"log(1 - {name}).")
   xmap, ymap = _axis_map(xs, "x" in logs), _axis_map(ys, "y" in logs)
 
-  if ax is None:
+  made = ax is None
+  if made:
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -365,6 +424,11 @@ def heatmap(
   red_name = reduce if isinstance(reduce, str) else getattr(
       reduce, "__name__", "reduce")
   bar_label = label if label is not None else f"{value} ({red_name})"
+  title = title if title is not None else f"{red_name} of {value}"
+  if made:    # long words fit the figure's own width and height
+    size = float(rcParams["font.size"])
+    title = _wrap(title, figsize[0], 1.2 * size)
+    bar_label = _wrap(bar_label, 0.8 * figsize[1], size)
   if constant is not None:
     ax.text(1.04, 0.5, f"{bar_label}\nconstant: {constant:.4g}",
             transform=ax.transAxes, ha="left", va="center", fontsize="small")
@@ -379,10 +443,10 @@ def heatmap(
   ax.set_ylim(-0.5, len(ys) - 0.5)
   ax.set_xlabel(axis_name(x))
   ax.set_ylabel(axis_name(y))
-  ax.set_title(title if title is not None else f"{red_name} of {value}",
-               pad=pad)
+  ax.set_title(title, pad=pad)
   for axis, name, vals in (("x", x, xs), ("y", y, ys)):
-    _ticks(fig, ax, axis, vals, np.asarray(table[name]).dtype, max_ticks)
+    _ticks(fig, ax, axis, vals, np.asarray(table[name]).dtype, axis in logs,
+           max_ticks)
 
   if path is not None:
     buf = io.BytesIO()
@@ -391,12 +455,29 @@ def heatmap(
   return fig
 
 
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+  """``text`` broken at spaces into lines about ``width_in`` inches long."""
+  chars = max(12, int(width_in * 72.0 / (0.55 * fontsize)))
+  return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
 def _annotate(ax: Any, z: np.ndarray, colours: Any, norm: Any) -> None:
-  """Each cell's number in it, dark on light cells and light on dark ones."""
-  for i in range(z.shape[0]):
-    for j in range(z.shape[1]):
-      if np.isfinite(z[i, j]):
-        shade = colours(norm(z[i, j]))
-        light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
-        ax.text(j, i, f"{z[i, j]:.3g}", ha="center", va="center",
-                fontsize="x-small", color="black" if light else "white")
+  """Each cell's number in it, dark on light cells and light on dark ones, in
+  a font that fits the cell (none where even 4.5 pt would not)."""
+  texts = {(i, j): f"{z[i, j]:.3g}" for i in range(z.shape[0])
+           for j in range(z.shape[1]) if np.isfinite(z[i, j])}
+  if not texts:
+    return
+  box = ax.get_position()
+  fig_w, fig_h = ax.figure.get_size_inches()
+  cell_w = 72.0 * fig_w * box.width / z.shape[1]
+  cell_h = 72.0 * fig_h * box.height / z.shape[0]
+  longest = max(len(t) for t in texts.values())
+  size = min(7.0, 0.9 * cell_w / (0.6 * longest), 0.8 * cell_h)
+  if size < 4.5:
+    return
+  for (i, j), text in texts.items():
+    shade = colours(norm(z[i, j]))
+    light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
+    ax.text(j, i, text, ha="center", va="center", fontsize=size,
+            color="black" if light else "white")

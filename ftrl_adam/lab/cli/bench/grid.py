@@ -27,7 +27,6 @@ Usage:  ftrl-adam bench grid [--cells 64 256 1024] [--T 1000]
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 

@@ -21,7 +21,6 @@ Usage:  python benchmarks/step.py [--sizes 1000000 16000000] [--repeats 30]
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import jax

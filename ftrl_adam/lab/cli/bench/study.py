@@ -24,7 +24,6 @@ Usage:  python benchmarks/study.py [--tasks digits quadratic] [--ks 16 64 256]
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
