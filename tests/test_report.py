@@ -136,3 +136,19 @@ def test_the_legend_sits_just_above_the_axes():
   frame, legend = ax.get_window_extent(), ax.get_legend().get_window_extent()
   title = ax.title.get_window_extent()
   assert frame.y1 <= legend.y0 <= frame.y1 + 10 and legend.y1 <= title.y0
+
+
+def test_run_json_is_strict_json_with_null_for_non_finite(tmp_path):
+  import json
+  path = tmp_path / "run.json"
+  written = grid.write_json(path, config={"T": 100}, extra={
+      "summary": [{"best": float("nan"), "worst": np.float32(np.inf),
+                   "beta_ratio": np.float32(0.5)}],
+      "spread": np.array([1.0, -np.inf, 2.0])})
+
+  def refuse(constant):
+    raise ValueError(f"not JSON: {constant}")
+  data = json.loads(path.read_text(), parse_constant=refuse)
+  assert data["summary"] == [{"best": None, "worst": None, "beta_ratio": 0.5}]
+  assert data["spread"] == [1.0, None, 2.0]
+  assert written["summary"] == data["summary"]
