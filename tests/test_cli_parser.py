@@ -84,7 +84,7 @@ def test_without_the_lab_extra_the_lab_commands_say_which_in_one_line(
   for command in ("regret", "study", "bench"):
     assert cli.main([command, "--seeds", "3"]) == 2
     err = capsys.readouterr().err
-    assert err == f"ftrl-adam {command}: error: ftrl-adam {command} {expected}\n"
+    assert err == f"ftrl-adam {command}: error: this command {expected}\n"
   with pytest.raises(ImportError, match=r"^ftrl_adam.studies needs the lab "
                      r"extra \(missing: flax, matplotlib\): pip install"):
     lab.require_extra("ftrl_adam.studies")

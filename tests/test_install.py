@@ -131,10 +131,10 @@ def test_pip_install_dot_brings_the_optimizer_only(tmp_path):
   assert report["found"] == []
   for command in ("study", "bench"):
     assert report["said"][command] == [
-        2, f"ftrl-adam {command}: error: ftrl-adam {command} {EXTRA_LINE}\n"]
+        2, f"ftrl-adam {command}: error: this command {EXTRA_LINE}\n"]
   assert report["said"]["import"] == f"ftrl_adam.studies {EXTRA_LINE}"
 
   run = subprocess.run([str(env_dir / "bin" / "ftrl-adam"), "regret"],
                        capture_output=True, text=True, env=clean, cwd=tmp_path)
   assert (run.returncode, run.stdout, run.stderr) == (
-      2, "", f"ftrl-adam regret: error: ftrl-adam regret {EXTRA_LINE}\n")
+      2, "", f"ftrl-adam regret: error: this command {EXTRA_LINE}\n")

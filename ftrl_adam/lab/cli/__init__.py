@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
   if command in NEED_EXTRA:
-    message = _lab.extra_message(f"ftrl-adam {command}")
+    message = _lab.extra_message("this command")
     if message is not None:
       print(f"ftrl-adam {command}: error: {message}", file=sys.stderr)
       return 2
