@@ -69,12 +69,12 @@ def test_every_grid_value_has_a_label_centred_on_its_cell():
   cells = mesh.get_coordinates()    # (rows + 1, cols + 1, 2) corner points
   np.testing.assert_array_equal(cells[0, :, 0], [-0.5, 0.5, 1.5, 2.5])
   np.testing.assert_array_equal(cells[:, 0, 1], [-0.5, 0.5, 1.5, 2.5])
-  assert ax.get_xlabel() == "$\\beta_1$" and ax.get_ylabel() == "$\\beta_2$"
+  assert ax.get_xlabel() == "β₁" and ax.get_ylabel() == "β₂"
   # b2 = b1^2 passes through the centre of the cell (0.9, 0.81).
   line = ax.get_lines()[0]
   x, y = line.get_xdata(), line.get_ydata()
   assert np.interp(1.0, x, y) == pytest.approx(1.0, abs=0.01)
-  assert line.get_label() == "$\\beta_2 = \\beta_1^2$"
+  assert line.get_label() == "β₂ = β₁²"
 
 
 def test_labels_are_thinned_only_where_they_would_overlap():
@@ -126,6 +126,20 @@ def test_a_constant_field_says_so_instead_of_a_colour_bar():
   assert len(fig.axes) == 1
   texts = [x.get_text() for x in fig.axes[0].texts]
   assert texts == ["tuned learning rate\nconstant: 0.1"]
+
+
+def test_threads_may_draw_at_once(tmp_path):
+  """Matplotlib's mathtext parser (here a user's label) breaks when two
+  threads parse at once: the figures are drawn one at a time."""
+  import concurrent.futures
+  t = _table([0.5, 0.9, 0.99], [0.25, 0.81, 0.99], lambda b1, b2: b1 + b2)
+  draw = lambda i: plots.heatmap(t, "v", log_one_minus=True, annotate=True,
+                                 overlays=["b2=b1^2", ("$\\sqrt{\\beta_1}$", np.sqrt)],
+                                 path=tmp_path / f"{i}.png")
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    list(pool.map(draw, range(8)))
+  sizes = {(tmp_path / f"{i}.png").read_bytes() for i in range(8)}
+  assert len(sizes) == 1                     # eight identical figures
 
 
 def test_the_legend_sits_just_above_the_axes():

@@ -8,9 +8,11 @@ engine (:mod:`ftrl_adam.grid`) does not import this module.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import textwrap
+import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -36,40 +38,38 @@ from ftrl_adam.lab import engine as grid
 
 __all__ = ("OVERLAYS", "axis_name", "format_value", "heatmap")
 
-# Named overlay curves y = f(x); "{x}" and "{y}" in the label (Matplotlib
-# mathtext) become the columns' names, e.g. "beta_2 = beta_1^2", the boundary
-# b1 = sqrt(b2) of Nguyen's two regimes (docs/theory.md section 2).
+# Named overlay curves y = f(x); "{x}" and "{y}" in the label become the
+# columns' names, e.g. "β₂ = β₁²", the boundary b1 = sqrt(b2) of Nguyen's two
+# regimes (docs/theory.md section 2).  Plain Unicode, no mathtext: nothing to
+# parse (Matplotlib's mathtext parser is not safe to use from two threads).
 OVERLAYS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "y=x^2": ("{y} = {x}^2", lambda x: x ** 2),
+    "y=x^2": ("{y} = {x}\u00b2", lambda x: x ** 2),
     "y=x": ("{y} = {x}", lambda x: x),
-    "y=sqrt(x)": ("{y} = \\sqrt{{{x}}}", np.sqrt),
+    "y=sqrt(x)": ("{y} = \u221a{x}", np.sqrt),
 }
 
 # The axis names of the beta columns as a reader knows them (the columns keep
 # their names b1, b2).
-_MATH_NAMES = {"b1": r"\beta_1", "b2": r"\beta_2"}
+_NAMES = {"b1": "\u03b2\u2081", "b2": "\u03b2\u2082"}
 
 # Two numbers within this relative distance are the same value (float32
 # rounding): a field of them is constant.
 _SAME_RTOL = 1e-6
 
-
-def _math(name: str) -> str:
-  """A column name in mathtext (without the dollars): b1 -> beta_1."""
-  if name in _MATH_NAMES:
-    return _MATH_NAMES[name]
-  return r"\mathrm{" + name.replace("_", r"\_") + "}"
+# Figures are drawn one at a time: callers that draw from several threads
+# (the experiments' runner) must not interleave Matplotlib's text layout.
+_DRAWING = threading.Lock()
 
 
 def axis_name(name: str) -> str:
-  """A column's name as an axis label: ``b1`` -> beta_1 (mathtext), else as is.
+  """A column's name as an axis label: ``b1`` -> β₁, ``b2`` -> β₂, else as is.
 
   Example:
     >>> from ftrl_adam import plots
-    >>> print(plots.axis_name("b2"), plots.axis_name("lr"))
-    $\\beta_2$ lr
+    >>> plots.axis_name("b2"), plots.axis_name("lr")
+    ('β₂', 'lr')
   """
-  return f"${_MATH_NAMES[name]}$" if name in _MATH_NAMES else name
+  return _NAMES.get(name, name)
 
 
 def _log_axes(log_one_minus: bool | str | Sequence[str]) -> set[str]:
@@ -153,7 +153,7 @@ def _overlay(spec: Any, x: str, y: str) -> tuple[str, Callable]:
           f"Unknown overlay {spec!r}; use one of {', '.join(OVERLAYS)} (or with "
           f"the column names, e.g. '{y}={x}^2'), or a (label, function) pair.")
     label, fn = OVERLAYS[key]
-    return "$" + label.format(x=_math(x), y=_math(y)) + "$", fn
+    return label.format(x=axis_name(x), y=axis_name(y)), fn
   label, fn = spec
   return str(label), fn
 
@@ -302,6 +302,15 @@ def _draw_overlays(ax: Any, overlays: Sequence[Any], x: str, y: str,
   return 6.0 + above * 72.0 / ax.figure.dpi
 
 
+def _one_at_a_time(fn: Callable) -> Callable:
+  @functools.wraps(fn)
+  def drawn(*args: Any, **kwargs: Any) -> Any:
+    with _DRAWING:
+      return fn(*args, **kwargs)
+  return drawn
+
+
+@_one_at_a_time
 def heatmap(
     table: Mapping[str, Any],
     value: str,
@@ -332,7 +341,7 @@ def heatmap(
   Each grid value has a cell of its own, all of one size, and a tick label
   centred on it (as typed: 0.99375, not 0.9938); labels are thinned, first
   and last kept, only where they would overlap.  ``b1``, ``b2`` are labelled
-  beta_1, beta_2.
+  β₁, β₂.  One figure is drawn at a time (a lock): threads may call this.
 
   The colour scale does not exaggerate: a linear scale of positive values
   starts at the smallest value and reaches at least ``min_color_ratio``
