@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
-import sys
-import time
 import zipfile
-from typing import Any, Mapping, Sequence, TextIO
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -305,126 +302,3 @@ def load_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
                 f"{np.dtype(dtype)}{list(want)}")
     out[name] = a
   return out, float(arrays[_SECONDS])
-
-
-# ----------------------------------------------------------------------------
-# Progress.
-# ----------------------------------------------------------------------------
-
-def format_seconds(s: float) -> str:
-  if not np.isfinite(s):
-    return "?"
-  if s < 60:
-    return f"{s:.1f}s"
-  s = int(round(s))
-  h, rem = divmod(s, 3600)
-  m, sec = divmod(rem, 60)
-  return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-class Progress:
-  """Progress of a grid on stderr: a line per chunk, and within a long chunk.
-
-  One line per finished chunk (bar, cells, cells/s, ETA); while a chunk runs,
-  :meth:`tick` (fed by :func:`ftrl_adam.grid.report_rounds` from inside the
-  compiled program) prints the chunk's progress in rounds, at most every
-  ``min_interval`` seconds.  With ``work_per_cell`` and ``work_after`` (the
-  work of the parts still to run, e.g. later adversaries) the ETA covers the
-  whole run, not only this grid.  On a terminal the line is redrawn in place
-  (``\\r``); in a log file every update gets its own line.  ``enabled=False``
-  prints nothing.
-  """
-
-  def __init__(self, *, n_cells: int, n_chunks: int, enabled: bool,
-               stream: TextIO | None = None, width: int = 20,
-               label: str = "grid", work_per_cell: float = 1.0,
-               work_after: float = 0.0, min_interval: float = 2.0):
-    self.n_cells, self.n_chunks = n_cells, n_chunks
-    self.enabled = enabled
-    self.stream = stream if stream is not None else sys.stderr
-    self.width = width
-    self.label = label
-    self.work_per_cell = float(work_per_cell)
-    self.work_after = float(work_after)
-    self.min_interval = min_interval
-    self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
-    self._t0 = time.perf_counter()
-    self._last = -math.inf
-    self._cells0 = 0
-    self._cells_done = 0
-    self._chunks_done = 0
-    self._chunk_cells = 0
-    self._open_line = False
-
-  def _emit(self, text: str, final: bool) -> None:
-    if not self.enabled:
-      return
-    if self._tty:
-      end = "\n" if final else ""
-      self.stream.write("\r" + text + "\x1b[K" + end)
-      self._open_line = not final
-    else:
-      self.stream.write(text + "\n")
-    self.stream.flush()
-
-  def start(self, *, chunks_done: int, cells_done: int, n_devices: int,
-            padded: int, compile_s: float, out_dir: str | None) -> None:
-    self._t0 = time.perf_counter()
-    self._cells0 = self._cells_done = cells_done
-    self._chunks_done = chunks_done
-    where = f", out_dir {out_dir}" if out_dir else ""
-    resumed = (f"; {chunks_done} chunk(s) ({cells_done} cells) already done"
-               if chunks_done else "")
-    self._emit(
-        f"{self.label}: {self.n_cells} cells in {self.n_chunks} chunk(s) of "
-        f"{padded} padded cells on {n_devices} device(s){where}; compiled in "
-        f"{format_seconds(compile_s)}{resumed}", final=True)
-
-  def _eta(self, cells_done: float) -> tuple[float, float]:
-    """(cells/s, seconds left for this grid and the parts after it)."""
-    dt = time.perf_counter() - self._t0
-    new = cells_done - self._cells0
-    rate = new / dt if dt > 0 and new > 0 else 0.0
-    if rate <= 0:
-      return 0.0, math.inf
-    left = (self.n_cells - cells_done) / rate
-    left += self.work_after / (rate * self.work_per_cell)
-    return rate, left
-
-  def chunk_started(self, cells: int) -> None:
-    """A chunk of ``cells`` cells was dispatched (for :meth:`tick`)."""
-    self._chunk_cells = cells
-    self._last = time.perf_counter()
-
-  def tick(self, fraction: float, where: str = "") -> None:
-    """Within the running chunk: ``fraction`` of it is done."""
-    now = time.perf_counter()
-    if not self.enabled or now - self._last < self.min_interval:
-      return
-    self._last = now
-    done = self._cells_done + fraction * self._chunk_cells
-    _, left = self._eta(done)
-    eta = f", ETA {format_seconds(left)}" if math.isfinite(left) else ""
-    self._emit(
-        f"{self.label}: chunk {self._chunks_done + 1}/{self.n_chunks} "
-        f"{100 * fraction:.0f}% ({where}){eta}", final=False)
-
-  def update(self, *, chunks_done: int, cells_done: int) -> None:
-    self._cells_done, self._chunks_done = cells_done, chunks_done
-    self._last = time.perf_counter()
-    rate, eta = self._eta(cells_done)
-    fill = int(round(self.width * cells_done / max(self.n_cells, 1)))
-    bar = "#" * fill + "." * (self.width - fill)
-    done = chunks_done == self.n_chunks
-    dt = time.perf_counter() - self._t0
-    self._emit(
-        f"{self.label}: [{bar}] chunk {chunks_done}/{self.n_chunks}, "
-        f"{cells_done}/{self.n_cells} cells, {rate:,.1f} cells/s, "
-        f"{'took ' + format_seconds(dt) if done else 'ETA ' + format_seconds(eta)}",
-        final=done)
-
-  def close(self) -> None:
-    if self.enabled and self._open_line:
-      self.stream.write("\n")
-      self.stream.flush()
-      self._open_line = False
