@@ -74,6 +74,10 @@ def test_every_grid_value_has_a_label_centred_on_its_cell():
   line = ax.get_lines()[0]
   x, y = line.get_xdata(), line.get_ydata()
   assert np.interp(1.0, x, y) == pytest.approx(1.0, abs=0.01)
+  # b1^2 grows with b1 all along: the left half cell is not extrapolated to
+  # b1 < 0 (where b1^2 would turn back up).
+  drawn = np.isfinite(x) & np.isfinite(y)
+  assert drawn.sum() > 100 and np.all(np.diff(y[drawn]) > 0)
   assert line.get_label() == "β₂ = β₁²"
 
 

@@ -286,6 +286,9 @@ def _draw_overlays(ax: Any, overlays: Sequence[Any], x: str, y: str,
                    ymap: tuple[Callable, Callable]) -> float:
   """The curves, and their legend just above the axes; the points it takes."""
   dense = xmap[1](np.linspace(-0.5, n_x - 0.5, 512))
+  # The outer half cells extrapolate; never across 0 (b1 = -0.1 is no b1).
+  lowest = min(0.0, float(xmap[1](0.0)))
+  dense = np.where(dense >= lowest, dense, np.nan)
   for spec in overlays:
     curve_label, fn = _overlay(spec, x, y)
     with np.errstate(all="ignore"):
