@@ -10,7 +10,8 @@ The folder of wheels (the optimizer's dependencies as pyproject.toml lists
 them, and setuptools to build the package) is downloaded once, through pip's
 own cache, into ``~/.cache/ftrl-adam-tests/`` (or ``$FTRL_ADAM_WHEELHOUSE``),
 keyed by those requirements and the Python version; after that the test
-needs no network.  About 30 s of one core (mostly unpacking jaxlib).
+needs no network.  About 20 s of CPU, mostly unpacking jaxlib and importing
+JAX for the first time (36-48 s wall on the 2 shared cores here).
 """
 
 from __future__ import annotations
