@@ -601,7 +601,6 @@ def worst_case(
                        sweeps=sweeps)
 
 
-@functools.lru_cache(maxsize=32)
 def worst_case_cell_fn(
     *,
     T: int,
