@@ -91,6 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   return args.func(args)
 
 
+def _interrupted(error: BaseException) -> bool:
+  """Whether ``error`` is a Ctrl-C, or what a Ctrl-C became (an interrupted
+  import of a compiled extension raises ImportError over KeyboardInterrupt)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, KeyboardInterrupt):
+      return True
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return False
+
+
 def run() -> int:
   """The ``ftrl-adam`` program: :func:`main` in a process of its own.
 
@@ -98,11 +110,18 @@ def run() -> int:
   that the engine's shards run in parallel
   (:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k`` chooses
   another count).  :func:`main` itself, called in a running program (a
-  test, a notebook), leaves that program's devices alone.
+  test, a notebook), leaves that program's devices alone.  Ctrl-C at any
+  moment, even while JAX is being imported, is one line and exit status 130.
   """
-  from ftrl_adam.lab import engine as grid  # pylint: disable=import-outside-toplevel
-  grid.use_cpu_cores()
-  return main()
+  try:
+    from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
+    devices.use_cpu_cores()
+    return main()
+  except BaseException as e:  # pylint: disable=broad-except
+    if not _interrupted(e):
+      raise
+    print("\nftrl-adam: interrupted.", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":
