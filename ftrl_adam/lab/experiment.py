@@ -54,7 +54,6 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
-import numpy as np
 
 from ftrl_adam.lab import engine
 from ftrl_adam.lab.engine import _folder

@@ -85,7 +85,6 @@ from ftrl_adam.lab.protocol import Part
 from ftrl_adam.lab.protocol import Result
 from ftrl_adam.lab.protocol import Size
 from ftrl_adam.lab.protocol import concat
-from ftrl_adam.lab.protocol import seconds_line
 from ftrl_adam.lab.regret import bounds
 from ftrl_adam.lab.regret import cells as _cells
 from ftrl_adam.lab.regret import registry as _registry
