@@ -1,8 +1,10 @@
 """Exponential moving average (EMA) of the parameters, as an optax transform.
 
-:func:`ema_params` sits last in an optax chain, passes the updates through
-unchanged and keeps in its state the EMA of the parameters the training loop
-will hold after the step, ``x_n = params + updates`` (docs/theory.md section 5):
+:func:`ema_params` sits last in an optax chain (:func:`with_ema` puts it there;
+:func:`ema_params_of` refuses an EMA placed before a stateful transform),
+passes the updates through unchanged and keeps in its state the EMA of the
+parameters the training loop will hold after the step,
+``x_n = params + updates`` (docs/theory.md section 5):
 
     ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n.
 
@@ -223,7 +225,9 @@ def ema_params(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Keeps an EMA of the parameters in the optimizer state; updates pass through.
 
-  Place it **last** in an ``optax.chain``: it averages
+  Place it **last** in an ``optax.chain`` - or let :func:`with_ema` do it:
+  ``fa.with_ema(optimizer, decay, **kwargs)`` is ``optax.chain(optimizer,
+  fa.ema_params(decay, **kwargs))``.  It averages
   ``x_n = optax.apply_updates(params, updates)``, the parameters the loop holds
   after step n, rounded to the params' dtype explicitly, also under ``jit``
   (``source="updated"``, ema-pytorch, timm, Karras), or the ``params`` it is
@@ -231,6 +235,15 @@ def ema_params(
   (``source="gradient_point"``; after :func:`ftrl_adam.online_to_nonconvex`
   these are the random points y_n and the EMA is Ahn & Cutkosky's output
   ybar_n exactly, docs/theory.md section 4).
+
+  **Why last.**  A transform placed after it changes the updates the EMA has
+  already averaged: ``optax.chain(fa.ema_params(0.9), fa.ftrl_adam(0.1))``
+  averages params + *gradient*.  optax cannot tell a transform its place,
+  so :func:`ema_params_of` checks the state instead: it raises a
+  ``ValueError`` when the EMA's state comes before the state of a stateful
+  transform in the same chain (FTRL-Adam's moments, optax's ``adam``, ...);
+  other EMAs may follow.  A stateless transform after it (``optax.scale``)
+  leaves no trace in the state and cannot be caught: keep it last.
 
       ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n
 

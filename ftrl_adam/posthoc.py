@@ -223,7 +223,10 @@ def posthoc_ema_params(
   r"""Keeps several power-function EMAs of the parameters; updates pass through.
 
   The transform of post-hoc EMA (Karras et al. 2024): put it **last** in an
-  ``optax.chain`` and, during training, store its EMAs every k steps with a
+  ``optax.chain`` (:func:`with_posthoc_ema` does; as for
+  :func:`ftrl_adam.ema_params`, a transform after it would change the updates
+  it averaged, and :func:`posthoc_emas_of` and the keeper refuse a state that
+  comes before a stateful transform) and, during training, store its EMAs every k steps with a
   :class:`PosthocSnapshotKeeper`; after training :func:`posthoc_ema`
   synthesises the EMA of any ``sigma_rel`` from the snapshots.  For each
   exponent p_j (from ``sigma_rels`` by :func:`ftrl_adam.power_from_sigma_rel`,
