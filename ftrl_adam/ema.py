@@ -432,15 +432,28 @@ def ema_params(
 def with_ema(
     optimizer: optax.GradientTransformation,
     decay: Any = None,
-    **ema_kwargs: Any,
+    *,
+    power: Any = None,
+    debias: bool = True,
+    warmup_power: Any = None,
+    warmup_gamma: Any = 1.0,
+    min_decay: Any = 0.0,
+    update_after_step: Any = None,
+    every: int = 1,
+    source: str = "updated",
+    ema_dtype: Optional[Any] = None,
+    name: Optional[str] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""``optimizer`` followed by :func:`ema_params`: the EMA in its one right place.
 
   :func:`ema_params` averages ``x_n = params + updates``, the parameters the
   loop holds after step n, so it must come after every transform that
-  changes the updates.  ``with_ema(optimizer, decay, **ema_kwargs)`` is
-  ``optax.chain(optimizer, ema_params(decay, **ema_kwargs))``: the order is
-  fixed, and :func:`ema_params_of` reads the EMA from its state.  (The wrong
+  changes the updates.  ``with_ema(optimizer, decay, **kwargs)`` is
+  ``optax.chain(optimizer, ema_params(decay, **kwargs))``: the order is
+  fixed, and :func:`ema_params_of` reads the EMA from its state.  Its
+  arguments are named (not ``**kwargs``), so
+  ``optax.inject_hyperparams(functools.partial(with_ema, optimizer))(decay=...)``
+  injects the decay.  (The wrong
   order, ``optax.chain(ema_params(0.9), ftrl_adam(0.1))``, averages params +
   *gradient*; :func:`ema_params_of` refuses to read it.)
 
@@ -448,8 +461,16 @@ def with_ema(
     optimizer: any optax ``GradientTransformation`` (its extra arguments are
       passed through).
     decay: the EMA's decay, as in :func:`ema_params`.
-    **ema_kwargs: the other arguments of :func:`ema_params` (``power``,
-      ``debias``, warm-up, ``every``, ``source``, ``ema_dtype``, ``name``).
+    power: as in :func:`ema_params`.
+    debias: as in :func:`ema_params`.
+    warmup_power: as in :func:`ema_params`.
+    warmup_gamma: as in :func:`ema_params`.
+    min_decay: as in :func:`ema_params`.
+    update_after_step: as in :func:`ema_params`.
+    every: as in :func:`ema_params`.
+    source: as in :func:`ema_params`.
+    ema_dtype: as in :func:`ema_params`.
+    name: as in :func:`ema_params`.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is the tuple
@@ -478,4 +499,8 @@ def with_ema(
     raise ValueError(
         "`optimizer` must be an optax GradientTransformation (init, update), "
         f"got {optimizer!r}.")
-  return optax.chain(optimizer, ema_params(decay, **ema_kwargs))
+  return optax.chain(optimizer, ema_params(
+      decay, power=power, debias=debias, warmup_power=warmup_power,
+      warmup_gamma=warmup_gamma, min_decay=min_decay,
+      update_after_step=update_after_step, every=every, source=source,
+      ema_dtype=ema_dtype, name=name))

@@ -323,22 +323,26 @@ def posthoc_ema_params(
 def with_posthoc_ema(
     optimizer: optax.GradientTransformation,
     sigma_rels: Optional[Sequence[float]] = None,
-    **posthoc_kwargs: Any,
+    *,
+    powers: Optional[Sequence[float]] = None,
+    source: str = "updated",
+    ema_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""``optimizer`` followed by :func:`posthoc_ema_params`, in its one right place.
 
   The power EMAs average ``params + updates``, so they must come after every
   transform that changes the updates: ``with_posthoc_ema(optimizer,
-  sigma_rels, **posthoc_kwargs)`` is ``optax.chain(optimizer,
-  posthoc_ema_params(sigma_rels, **posthoc_kwargs))``.  :func:`posthoc_emas_of`
+  sigma_rels, **kwargs)`` is ``optax.chain(optimizer,
+  posthoc_ema_params(sigma_rels, **kwargs))``.  :func:`posthoc_emas_of`
   and :class:`PosthocSnapshotKeeper` read its state; they refuse a
   :class:`PosthocEmaState` that comes before an update-changing transform.
 
   Args:
     optimizer: any optax ``GradientTransformation``.
     sigma_rels: the widths to keep, as in :func:`posthoc_ema_params`.
-    **posthoc_kwargs: ``powers``, ``source``, ``ema_dtype`` of
-      :func:`posthoc_ema_params`.
+    powers: as in :func:`posthoc_ema_params`.
+    source: as in :func:`posthoc_ema_params`.
+    ema_dtype: as in :func:`posthoc_ema_params`.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is the tuple
@@ -368,8 +372,8 @@ def with_posthoc_ema(
     raise ValueError(
         "`optimizer` must be an optax GradientTransformation (init, update), "
         f"got {optimizer!r}.")
-  return optax.chain(optimizer, posthoc_ema_params(sigma_rels,
-                                                   **posthoc_kwargs))
+  return optax.chain(optimizer, posthoc_ema_params(
+      sigma_rels, powers=powers, source=source, ema_dtype=ema_dtype))
 
 
 # ----------------------------------------------------------------------------
