@@ -142,6 +142,41 @@ def _step_constants(b1, b2, eps, eps_root, count, bias_correction, eps_mode,
   return k, c, e, r
 
 
+def _ball_sums(a2, hs, lam):
+  """sum a_i / (h_i + lam)**2 and sum a_i / (h_i + lam)**3 (0 where h_i + lam = 0)."""
+  s2 = jnp.zeros([], jnp.float32)
+  s3 = jnp.zeros([], jnp.float32)
+  for a, b in zip(a2, hs, strict=True):
+    d = b + lam
+    inv = jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
+    s2 = s2 + _numerics.fixed_order_sum(a * inv * inv)
+    s3 = s3 + _numerics.fixed_order_sum(a * inv * inv * inv)
+  return s2, s3
+
+
+def _ball_newton_step(_, carry):
+  """One safeguarded Newton step of :func:`_weighted_ball_lambda`.
+
+  A module-level function of its carry (the problem rides along unchanged):
+  the loop is traced once per shape, so an un-jitted step reuses its compiled
+  loop instead of compiling a new one on every call.
+  """
+  (lam, lo, hi), (a2, hs, safe_r) = carry
+  s2, s3 = _ball_sums(a2, hs, lam)
+  norm = jnp.sqrt(s2)
+  too_long = norm > safe_r
+  lo = jnp.where(too_long, lam, lo)
+  hi = jnp.where(too_long, hi, lam)
+  # phi = 1/norm - 1/r, phi' = s3 / norm**3.
+  safe_norm = jnp.where(norm > 0, norm, 1.0)
+  step = (1.0 / safe_norm - 1.0 / safe_r) * safe_norm ** 3 / jnp.where(
+      s3 > 0, s3, 1.0)
+  newton = lam - step
+  inside = (newton > lo) & (newton < hi) & jnp.isfinite(newton)
+  lam = jnp.where(inside, newton, 0.5 * (lo + hi))
+  return (lam, lo, hi), (a2, hs, safe_r)
+
+
 def _weighted_ball_lambda(xt, h, radius, iterations):
   """Multiplier lam >= 0 of the FTRL argmin over the l2 ball, per-coordinate rates.
 
@@ -165,38 +200,12 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   h_max = jnp.max(jnp.stack([jnp.max(b) for b in hs]))
   outside = norm_xt > radius
   safe_r = jnp.where(radius > 0, radius, 1.0)
-
-  def sums(lam):
-    s2 = jnp.zeros([], f32)
-    s3 = jnp.zeros([], f32)
-    for a, b in zip(a2, hs, strict=True):
-      d = b + lam
-      inv = jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
-      s2 = s2 + _numerics.fixed_order_sum(a * inv * inv)
-      s3 = s3 + _numerics.fixed_order_sum(a * inv * inv * inv)
-    return s2, s3
-
-  def body(_, carry):
-    lam, lo, hi = carry
-    s2, s3 = sums(lam)
-    norm = jnp.sqrt(s2)
-    too_long = norm > safe_r
-    lo = jnp.where(too_long, lam, lo)
-    hi = jnp.where(too_long, hi, lam)
-    # phi = 1/norm - 1/r, phi' = s3 / norm**3.
-    safe_norm = jnp.where(norm > 0, norm, 1.0)
-    step = (1.0 / safe_norm - 1.0 / safe_r) * safe_norm ** 3 / jnp.where(
-        s3 > 0, s3, 1.0)
-    newton = lam - step
-    inside = (newton > lo) & (newton < hi) & jnp.isfinite(newton)
-    lam = jnp.where(inside, newton, 0.5 * (lo + hi))
-    return lam, lo, hi
-
   hi0 = h_max * norm_xt / safe_r
   lam0 = jnp.zeros([], f32)
-  lam, lo, hi = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, hi0))
+  (lam, _, hi), _ = jax.lax.fori_loop(
+      0, iterations, _ball_newton_step, ((lam0, lam0, hi0), (a2, hs, safe_r)))
   # The final answer must be feasible: take the side of the bracket that is.
-  s2, _ = sums(lam)
+  s2, _ = _ball_sums(a2, hs, lam)
   lam = jnp.where(jnp.sqrt(s2) > safe_r, hi, lam)
   lam = jnp.where(outside & (radius > 0), lam, 0.0)
   finite = jnp.isfinite(norm_xt) & jnp.isfinite(h_max)
