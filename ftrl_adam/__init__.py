@@ -44,8 +44,6 @@ from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
 from ftrl_adam.monitor import MonitoredRegret
 from ftrl_adam.monitor import RegretMonitorState
-from ftrl_adam.monitor import RegretRecorder
-from ftrl_adam.monitor import recorded_gradients
 from ftrl_adam.monitor import regret_monitor
 from ftrl_adam.monitor import regret_of
 from ftrl_adam.posthoc import PosthocEmaState
@@ -56,6 +54,8 @@ from ftrl_adam.posthoc import posthoc_ema_params
 from ftrl_adam.posthoc import posthoc_ema_weights
 from ftrl_adam.posthoc import posthoc_emas_of
 from ftrl_adam.recipes import ahn_cutkosky
+from ftrl_adam.recording import RegretRecorder
+from ftrl_adam.recording import recorded_gradients
 
 __version__ = "0.1.0"
 
