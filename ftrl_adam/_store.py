@@ -48,7 +48,7 @@ import os
 import re
 import time
 import zipfile
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -108,6 +108,9 @@ class FolderLock:
   Args:
     folder: the folder.
     what: what the folder is, for messages (e.g. ``"gradient recording"``).
+    check: called before the lock file is made, to refuse a folder that is
+      not of this kind (the caller checks again once the lock is held), so
+      that nothing is written into a folder that is refused.
 
   Raises:
     StoreError: ``folder`` exists and is not a folder.
@@ -115,12 +118,16 @@ class FolderLock:
     OSError: the folder cannot be created or written (read-only media).
   """
 
-  def __init__(self, folder: str, what: str, *, wait_s: float = 0.2):
+  def __init__(self, folder: str, what: str, *,
+               check: Optional[Callable[[], None]] = None,
+               wait_s: float = 0.2):
     self.folder = os.fspath(folder)
     self._fd: Optional[int] = None
     if os.path.exists(self.folder) and not os.path.isdir(self.folder):
       raise StoreError(f"{self.folder!r} exists and is not a folder, so it "
                        f"cannot hold a {what}: give a folder.")
+    if check is not None and os.path.isdir(self.folder):
+      check()
     os.makedirs(self.folder, exist_ok=True)
     path = os.path.join(self.folder, LOCK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
@@ -164,7 +171,10 @@ class FolderLock:
     self.release()
 
   def __del__(self):
-    self.release()
+    try:
+      self.release()
+    except Exception:  # pylint: disable=broad-except  # interpreter shutdown
+      pass
 
 
 def holder(folder: str) -> Optional[int]:
@@ -187,6 +197,11 @@ def holder(folder: str) -> Optional[int]:
     return 0 if pid is None else pid
   os.close(fd)
   return None
+
+
+def is_temporary(name: str) -> bool:
+  """A temporary file of :func:`atomic_write` (``.NAME.tmp-PID-N``)."""
+  return bool(_TMP_RE.match(name))
 
 
 def clean_stale(folder: str) -> list[str]:
@@ -259,8 +274,9 @@ def atomic_write_text(path: str, text: str) -> str:
 
 
 def write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
-  """Writes ``folder/manifest.json`` atomically (sorted keys, no NaN)."""
-  text = json.dumps(dict(manifest), indent=1, sort_keys=True, allow_nan=False)
+  """Writes ``folder/manifest.json`` atomically (sorted keys; a NaN in a
+  configuration is written as JSON's ``NaN``, which Python reads back)."""
+  text = json.dumps(dict(manifest), indent=1, sort_keys=True)
   atomic_write_text(os.path.join(folder, MANIFEST), text + "\n")
 
 
@@ -268,12 +284,13 @@ def write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
 # Manifests.
 # ----------------------------------------------------------------------------
 
-def read_manifest(folder: str, fmt: str, what: str) -> dict:
+def read_manifest(folder: str, fmt: str, what: str,
+                  version_key: str = "version") -> dict:
   """The manifest of a ``what`` of format ``fmt``, with its entries checked.
 
-  Checks the JSON, the format name, an int ``version`` and that ``files`` is
-  a list of entries ``{"file": plain name, "role": dict, "sha256": hex}``;
-  the caller checks the version and the roles.
+  Checks the JSON, the format name, an int version (at ``version_key``) and
+  that ``files`` is a list of entries ``{"file": plain name, "role": dict,
+  "sha256": hex}``; the caller checks the version and the roles.
 
   Raises:
     StoreError: no or an unreadable manifest, another format, a mangled
@@ -292,7 +309,7 @@ def read_manifest(folder: str, fmt: str, what: str) -> dict:
   if not isinstance(manifest, dict) or manifest.get("format") != fmt:
     raise StoreError(f"{path!r} is not the manifest of a {what} (format "
                      f"{fmt!r} expected): {folder!r} is not a {what}.")
-  version = manifest.get("version")
+  version = manifest.get(version_key)
   if isinstance(version, bool) or not isinstance(version, int):
     raise StoreError(f"{path!r} has no valid format version: {folder!r} is "
                      f"damaged.")

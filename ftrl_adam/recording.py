@@ -210,21 +210,26 @@ class RegretRecorder:
       raise ValueError(f"`name` must be a string or None, got {name!r}.")
     self.name = name
     self.directory = os.fspath(directory)
-    self._lock = _store.FolderLock(self.directory, _WHAT)
+    self._lock = _store.FolderLock(self.directory, _WHAT,
+                                   check=self._refuse_foreign)
     try:
       self._manifest = self._open()
     except BaseException:
       self._lock.release()
       raise
 
-  def _open(self) -> dict:
+  def _refuse_foreign(self) -> list:
     names = [n for n in os.listdir(self.directory) if not n.startswith(".")]
+    if names and _store.MANIFEST not in names:
+      raise ValueError(
+          f"`directory` {self.directory!r} holds files but no "
+          f"{_store.MANIFEST}: not a gradient recording (give an empty or "
+          "new folder).")
+    return names
+
+  def _open(self) -> dict:
+    names = self._refuse_foreign()
     if _store.MANIFEST not in names:
-      if names:
-        raise ValueError(
-            f"`directory` {self.directory!r} holds files but no "
-            f"{_store.MANIFEST}: not a gradient recording (give an empty or "
-            "new folder).")
       manifest = {"format": FORMAT, "version": VERSION, "d": None,
                   "coords_id": None, "fraction": None, "rounds": 0,
                   "max_rounds": self.max_rounds, "files": []}

@@ -433,12 +433,17 @@ class PosthocSnapshotKeeper:
     self._lock = None
     self._manifest: dict = {}
     if self.directory is not None:
-      self._lock = _store.FolderLock(self.directory, _WHAT)
+      self._lock = _store.FolderLock(self.directory, _WHAT,
+                                     check=self._refuse_foreign)
       try:
         self._open()
       except BaseException:
         self._lock.release()
         raise
+
+  def _refuse_foreign(self) -> None:
+    if not os.path.exists(os.path.join(self.directory, _store.MANIFEST)):
+      _refuse_foreign(self.directory)
 
   def _open(self) -> None:
     if not os.path.exists(os.path.join(self.directory, _store.MANIFEST)):

@@ -57,6 +57,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
+from ftrl_adam import _store
 from ftrl_adam.lab.engine import _folder as _grid_io
 from ftrl_adam.lab import engine as grid
 from ftrl_adam.lab.engine._folder import ResultsFolderError
@@ -465,7 +466,7 @@ def run_experiment(
       figures_pool.shutdown()
       files.update(rest)
     files["summary"] = os.path.join(out, SUMMARY_NAME)
-    _grid_io.atomic_write_text(files["summary"], result.text + "\n")
+    _store.atomic_write_text(files["summary"], result.text + "\n")
     files["json"] = os.path.join(out, RUN_JSON)
     _write_run_json(
         spec, files["json"], config, status="complete",

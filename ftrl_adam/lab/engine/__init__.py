@@ -105,6 +105,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ftrl_adam import _store
 from ftrl_adam.lab.engine import _folder as _grid_io
 from ftrl_adam.lab.engine._folder import ResultsFolderError
 from ftrl_adam.lab.identity import code_digest
@@ -705,22 +706,23 @@ def _resume(out_dir: Optional[str], manifest: Mapping[str, Any],
             ) -> dict[int, dict[str, np.ndarray]]:
   """Prepares out_dir on process 0; returns the finished chunks, on every process."""
   if out_dir is None:
-    return {}
+    return {}, None
   n_chunks = manifest["n_chunks"]
-  done, error = {}, None
+  done, error, folder = {}, None, None
   if jax.process_index() == 0:
     try:
-      _grid_io.open_folder(out_dir, manifest, overwrite=overwrite)
-      for i in _grid_io.finished_chunks(out_dir, n_chunks):
-        done[i] = _grid_io.load_chunk(
-            out_dir, i, i * chunk, min((i + 1) * chunk, n),
-            manifest["fingerprint"], outputs)
+      folder = _grid_io.open_folder(out_dir, manifest, overwrite=overwrite)
+      for i in folder.finished():
+        done[i] = folder.load_chunk(i, i * chunk, min((i + 1) * chunk, n),
+                                    outputs)
     except Exception as e:  # pylint: disable=broad-except
       error = e
+      if folder is not None:
+        folder.close()
   if jax.process_count() == 1:
     if error is not None:
       raise error
-    return done
+    return done, folder
   # Multi-process (untested here): agree on the folder and the finished chunks.
   if int(_broadcast(np.int32(error is not None))):
     raise error if error is not None else ResultsFolderError(
@@ -737,7 +739,7 @@ def _resume(out_dir: Optional[str], manifest: Mapping[str, Any],
   full, secs = _broadcast((full, secs))
   return {i: ({k: v[i * chunk:min((i + 1) * chunk, n)] for k, v in full.items()},
               float(secs[i]))
-          for i in np.flatnonzero(mask).tolist()}
+          for i in np.flatnonzero(mask).tolist()}, folder
 
 
 class _Layout(NamedTuple):
@@ -944,7 +946,7 @@ def run_grid(
                 "device_count_at_creation": n_dev}
   elif config is not None:
     _grid_io.canonical_json(config)  # same error for a bad config either way
-  done = _resume(out_dir, manifest, overwrite, chunk, n, outputs)
+  done, folder = _resume(out_dir, manifest, overwrite, chunk, n, outputs)
 
   t_compile = time.perf_counter()
   compiled = _compile(prog, options)
@@ -981,8 +983,7 @@ def run_grid(
     last_done[0] = now
     seconds["compute"] += secs
     if out_dir is not None and is_writer:
-      _grid_io.save_chunk(out_dir, i, start, stop, manifest["fingerprint"],
-                          host, secs)
+      folder.save_chunk(i, start, stop, host, secs)
     for k in results:
       results[k][start:stop] = host[k]
     counts["chunks"] += 1
@@ -1017,6 +1018,8 @@ def run_grid(
   finally:
     _ROUND_PROGRESS.pop(token)
     bar.close()
+    if folder is not None:
+      folder.close()
   if timings is not None:
     timings.update(seconds)
   return {**table, **dict(sorted(results.items()))}
@@ -1167,7 +1170,7 @@ def write_csv(table: Mapping[str, Any], path: str | os.PathLike, *,
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(columns)
   writer.writerows(zip(*texts, strict=False) if columns else [[]] * n)
-  _grid_io.atomic_write_text(os.fspath(path), buf.getvalue())
+  _store.atomic_write_text(os.fspath(path), buf.getvalue())
   return columns
 
 
@@ -1211,6 +1214,6 @@ def write_json(path: str | os.PathLike, *,
       raise ValueError(f"`extra` key {k!r} clashes with a standard entry.")
     payload[k] = v
   text = json.dumps(payload, indent=2, default=_grid_io.json_default)
-  _grid_io.atomic_write_text(os.fspath(path), text + "\n")
+  _store.atomic_write_text(os.fspath(path), text + "\n")
   return payload
 
