@@ -103,7 +103,11 @@ class FolderLock:
   """The exclusive writer lock of ``folder`` (created if missing).
 
   Held until :meth:`release` (or the object is collected, or the process
-  dies).  On taking it, the temporaries of dead writers are deleted.
+  dies).  On taking it, the temporaries of dead writers are deleted.  The
+  lock file ``.lock`` holds the writer's pid; :meth:`release` removes it
+  (a killed writer leaves it behind, unlocked).  A writer that locked a
+  file another writer removed meanwhile tries again, so two writers never
+  hold two lock files of one folder.
 
   Args:
     folder: the folder.
@@ -129,39 +133,50 @@ class FolderLock:
     if check is not None and os.path.isdir(self.folder):
       check()
     os.makedirs(self.folder, exist_ok=True)
-    path = os.path.join(self.folder, LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    self._path = os.path.join(self.folder, LOCK)
     deadline = time.monotonic() + wait_s   # a reader's brief probe (holder)
-    while True:
+    while self._fd is None:
+      fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        break
       except BlockingIOError:
         if time.monotonic() < deadline:
+          os.close(fd)
           time.sleep(0.01)
           continue
-        pid = _read_pid(fd)
+        self._refuse(fd, what)
+      if _same_file(fd, self._path):
+        self._fd = fd
+      else:                    # the holder removed it as we opened it
         os.close(fd)
-        who = ("an unknown process" if pid is None else
-               f"this process (pid {pid})" if pid == os.getpid() else
-               f"process {pid}")
-        raise FolderBusyError(
-            f"{self.folder!r} is in use: another {what} writer, {who}, holds "
-            f"its lock {path!r}. One writer at a time: wait for it to finish "
-            "(or close it), or use another folder.") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    self._fd = fd
+    os.ftruncate(self._fd, 0)
+    os.pwrite(self._fd, f"{os.getpid()}\n".encode("ascii"), 0)
     clean_stale(self.folder)
+
+  def _refuse(self, fd: int, what: str) -> None:
+    pid = _read_pid(fd)
+    os.close(fd)
+    who = ("an unknown process" if pid is None else
+           f"this process (pid {pid})" if pid == os.getpid() else
+           f"process {pid}")
+    raise FolderBusyError(
+        f"{self.folder!r} is in use: another {what} writer, {who}, holds "
+        f"its lock {self._path!r}. One writer at a time: wait for it to "
+        "finish (or close it), or use another folder.")
 
   @property
   def held(self) -> bool:
     return self._fd is not None
 
   def release(self) -> None:
-    """Releases the lock (idempotent); the lock file stays."""
+    """Releases the lock and removes the lock file (idempotent)."""
     fd, self._fd = self._fd, None
     if fd is not None:
+      try:
+        if _same_file(fd, self._path):
+          os.unlink(self._path)    # while still held: no one else has it
+      except OSError:
+        pass
       os.close(fd)               # closing the descriptor drops the flock
 
   def __enter__(self) -> "FolderLock":
@@ -175,6 +190,15 @@ class FolderLock:
       self.release()
     except Exception:  # pylint: disable=broad-except  # interpreter shutdown
       pass
+
+
+def _same_file(fd: int, path: str) -> bool:
+  try:
+    st = os.stat(path)
+  except FileNotFoundError:
+    return False
+  fst = os.fstat(fd)
+  return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
 
 def holder(folder: str) -> Optional[int]:
@@ -431,7 +455,8 @@ def load_arrays(folder: str, entry: Mapping[str, Any], *, name: str,
   if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
     raise StoreError(
         f"{path!r} does not match its SHA-256 in the manifest of {folder!r}: "
-        "the file was rewritten, swapped, truncated or damaged. Refused.")
+        "the file is corrupt (truncated, damaged) or not the one written "
+        "there (rewritten, swapped). Refused.")
   try:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}      # reading checks every CRC

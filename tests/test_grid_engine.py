@@ -263,8 +263,16 @@ def test_one_trace_one_compilation():
   try:
     out = grid.run_grid(cell, table, chunk_size=3, progress=False)  # 3 chunks
     assert (len(traces), len(compiles)) == (1, 1)
-    again = grid.run_grid(cell, table, chunk_size=3, progress=False)
-    assert (len(traces), len(compiles)) == (1, 1)  # the program is cached
+    # A program built beforehand (compile_ahead) is run as it is: no trace,
+    # no compilation in run_grid; nothing is cached behind the caller's back.
+    program = grid.compile_ahead(cell, table, chunk_size=3)
+    program.compile()
+    assert (len(traces), len(compiles)) == (2, 2)
+    again = grid.run_grid(cell, table, chunk_size=3, progress=False,
+                          program=program)
+    assert (len(traces), len(compiles)) == (2, 2)
+    with pytest.raises(ValueError, match="chunks of 3 rows, not 4"):
+      grid.run_grid(cell, table, chunk_size=4, program=program)
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   assert_bitwise_equal(out, again)

@@ -168,7 +168,10 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   # Same command again: every chunk is loaded, nothing recomputed.
   assert _study_cli([*TINY, "--out", out, "--no-progress"]) == 0
   assert _study_cli([*TINY, "--out", out]) == 0
-  assert "2 chunk(s) (16 cells) already done" in capsys.readouterr().err
+  printed = capsys.readouterr()
+  assert "16 cells already done" in printed.err
+  assert "nothing to compute" in printed.err
+  assert "no new cells: every chunk was on disk" in printed.out
   with open(os.path.join(out, "results.csv")) as f:
     assert f.read() == first
 

@@ -252,3 +252,26 @@ def heatmap(
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     _store.atomic_write(os.fspath(path), buf.getvalue())
   return fig
+
+
+def draw(heatmaps: Sequence[Any], tables: Mapping[str, Mapping[str, Any]],
+         out_dir: str | os.PathLike) -> dict[str, str]:
+  """Draws the heatmaps an experiment asked for; ``name -> path`` of each PNG.
+
+  Args:
+    heatmaps: :class:`ftrl_adam.lab.protocol.Heatmap` descriptions.
+    tables: the tables they read, by name (``"results"`` and the extra
+      tables), as written to the results folder.
+    out_dir: the folder; each heatmap is written to ``<name>.png``.
+  """
+  files = {}
+  for h in heatmaps:
+    table = h.data if h.data is not None else tables[h.source]
+    path = os.path.join(os.fspath(out_dir), f"{h.name}.png")
+    heatmap(table, h.value, x=h.x, y=h.y, reduce=h.reduce,
+            where=dict(h.where) or None, log_one_minus=h.log_one_minus,
+            log_value=h.log_value, overlays=list(h.overlays), title=h.title,
+            label=h.label, annotate=h.annotate, color_range=h.color_range,
+            path=path)
+    files[h.name] = path
+  return files
