@@ -299,8 +299,12 @@ def atomic_write_text(path: str, text: str) -> str:
 
 def write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
   """Writes ``folder/manifest.json`` atomically (sorted keys; a NaN in a
-  configuration is written as JSON's ``NaN``, which Python reads back)."""
-  text = json.dumps(dict(manifest), indent=1, sort_keys=True)
+  configuration is written as JSON's ``NaN``, which Python reads back).
+
+  Compact JSON on one line: the json module's C encoder (no indentation)
+  keeps rewriting the manifest of a thousand files after each new one cheap.
+  """
+  text = json.dumps(dict(manifest), sort_keys=True)
   atomic_write_text(os.path.join(folder, MANIFEST), text + "\n")
 
 

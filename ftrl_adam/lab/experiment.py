@@ -354,26 +354,25 @@ def run_experiment(
     print(f"{spec.WHAT}: {size.describe()}", file=sys.stderr, flush=True)
   out = None if out_dir is None else os.fspath(out_dir)
   config = {**spec.config(), "reproducible": reproducible}
-  old_figures, lock = [], None
+  old_figures, lock, previous = [], None, {}
   if out is not None:
     error = None
     if writer:
       try:
         lock, old = open_out_dir(spec, out, config, overwrite)
         old_figures = _read_run_json(out).get("figures") or []
+        previous = _previous(spec, out, None if overwrite else old, progress)
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
-                        status="running", pid=os.getpid(),
-                        **_previous(spec, out, None if overwrite else old,
-                                    progress))
+                        status="running", pid=os.getpid(), **previous)
       except (ResultsFolderError, OSError) as e:
         error = e
         if lock is not None:
           lock.release()
     _devices.agree(error, "it refused the results folder")
   try:
-    return _run(spec, out, config, size, old_figures, progress=progress,
-                overwrite=overwrite, plots=plots, redraw=redraw,
-                reproducible=reproducible, on_chunk=on_chunk)
+    return _run(spec, out, config, size, old_figures, previous,
+                progress=progress, overwrite=overwrite, plots=plots,
+                redraw=redraw, reproducible=reproducible, on_chunk=on_chunk)
   finally:
     if lock is not None:
       lock.release()
@@ -395,7 +394,8 @@ def _previous(spec: Experiment, out: str, old: Optional[dict],
 
 
 def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
-         size: Size, old_figures: Sequence[str], *, progress: bool,
+         size: Size, old_figures: Sequence[str], previous: Mapping[str, str],
+         *, progress: bool,
          overwrite: bool, plots: bool, redraw: bool, reproducible: bool,
          on_chunk: Optional[Callable[[engine.ChunkInfo], None]]) -> Result:
   """The run after the folder is taken: parts, tables, files, figures."""
@@ -425,14 +425,15 @@ def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
                   seconds=seconds, files={}, computed=computed)
   result = dataclasses.replace(result, text=spec.format_summary(result))
   if out is not None and writer:
-    _write_results(spec, result, out, config, size)
+    _write_results(spec, result, out, config, size, previous)
     if plots:
       _draw(spec, result, out, redraw or computed > 0, old_figures)
   return result
 
 
 def _write_results(spec: Experiment, result: Result, out: str,
-                   config: Mapping[str, Any], size: Size) -> None:
+                   config: Mapping[str, Any], size: Size,
+                   previous: Mapping[str, str]) -> None:
   """results.csv, the extra tables, summary.txt and run.json (complete)."""
   files = result.files
   files["csv"] = os.path.join(out, CSV_NAME)
@@ -449,7 +450,7 @@ def _write_results(spec: Experiment, result: Result, out: str,
       spec, files["json"], config, status="complete",
       size=dataclasses.asdict(size), seconds=result.seconds,
       files=sorted(os.path.basename(v) for v in files.values()),
-      figures=figures, summary=result.summary)
+      figures=figures, summary=result.summary, **previous)
 
 
 def _draw(spec: Experiment, result: Result, out: str, everything: bool,

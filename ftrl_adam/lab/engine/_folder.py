@@ -20,9 +20,10 @@ files), then accepts a new folder, this run's folder (a resume) or, with
 else.  A chunk is written atomically, then the manifest that lists it; on a
 resume every listed chunk is checked (name, role, SHA-256, arrays), so a
 chunk swapped, rewritten with other well-formed values, truncated or
-bit-flipped is refused with one line naming it, and a chunk the manifest
-does not list (written by a run killed before its manifest) is deleted and
-computed again.
+bit-flipped is refused with one line naming it; a chunk the manifest does
+not list (written by a run killed before its manifest) is deleted and
+computed again, and so is a listed chunk whose file was deleted (results are
+recomputed, never guessed).
 
 Nothing here imports JAX: the module is plain NumPy, JSON and ``os``.
 """
@@ -199,6 +200,8 @@ class ResultsFolder:
           f"{old.get('chunk_size')} cells, not {manifest['chunk_size']}: give "
           f"`chunk_size` {old.get('chunk_size')} to resume them. " + _fix_hint())
     self._check_chunks(old, names)
+    # A listed chunk whose file was deleted is computed again.
+    old["files"] = [e for e in old["files"] if e["file"] in names]
     return old
 
   def _check_chunks(self, old: dict, names: Sequence[str]) -> None:
@@ -288,7 +291,8 @@ def open_folder(folder: str, manifest: Mapping[str, Any], *,
 
   * missing or empty folder: created, manifest written;
   * folder with ``manifest.json`` of the same fingerprint and chunk size: kept
-    (a resume); a chunk file the manifest does not list is deleted;
+    (a resume); a chunk file the manifest does not list is deleted, a chunk
+    it lists but whose file was deleted is computed again;
   * another fingerprint, the same with another ``chunk_size``, or a folder
     of an earlier results format (its chunks cannot be verified): refused;
   * ``overwrite=True`` and a readable manifest: the engine's own files (the
