@@ -129,7 +129,7 @@ class FolderLock:
     self._fd: Optional[int] = None
     if os.path.exists(self.folder) and not os.path.isdir(self.folder):
       raise StoreError(f"{self.folder!r} exists and is not a folder, so it "
-                       f"cannot hold a {what}: give a folder.")
+                       f"cannot be a {what}: give a folder.")
     if check is not None and os.path.isdir(self.folder):
       check()
     os.makedirs(self.folder, exist_ok=True)

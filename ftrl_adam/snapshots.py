@@ -271,11 +271,13 @@ def _refuse_foreign(directory: str) -> None:
   """A folder without a manifest: an Orbax folder of an earlier version, or
   files that are not snapshots."""
   names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
-  if any(n.isdigit() and os.path.isdir(os.path.join(directory, n))
-         for n in names):
+  steps = sorted(int(n) for n in names
+                 if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+  if steps:
     raise ValueError(
         f"`directory` {directory!r} holds Orbax checkpoints (step folders "
-        f"{', '.join(n for n in names if n.isdigit())[:60]}) written by an "
+        f"{', '.join(map(str, steps[:8]))}{', ...' if len(steps) > 8 else ''})"
+        " written by an "
         "earlier ftrl_adam: this version stores snapshots as .npz files with "
         "a manifest of their SHA-256 and does not read Orbax folders. Load "
         "them with the version that wrote them, and keep new snapshots in a "
@@ -489,13 +491,13 @@ class PosthocSnapshotKeeper:
       return
     (step, e), self._failed = self._failed, None
     why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    path = os.path.join(self.directory, _file_name(step))
     raise OSError(
         getattr(e, "errno", None),
-        f"the snapshot of step {step} could not be written to "
-        f"{self.directory!r} ({type(e).__name__}: {why}); the folder holds "
-        f"steps {sorted(self._saved)}. Free space (or fix the folder) and "
-        "keep training: the next snapshots are stored again.",
-        getattr(e, "filename", None)) from e
+        f"the snapshot of step {step} could not be written to {path!r} "
+        f"({type(e).__name__}: {why}); {self.directory!r} holds the steps "
+        f"{sorted(self._saved)}. Free space (or fix the folder) and keep "
+        "training: the next snapshots are stored again.") from e
 
   def _count(self, opt_state: Any):
     if self.directory is not None and not self._lock.held:

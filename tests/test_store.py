@@ -429,7 +429,7 @@ def test_a_failed_background_write_raises_at_the_next_call_and_steps_are_on_disk
   assert keeper.update(_posthoc_state(5))
   assert keeper.update(_posthoc_state(10))       # handed to the writer thread
   with pytest.raises(OSError, match=r"the snapshot of step 10 could not be "
-                     r"written .*No space left on device.*holds steps \[5\]"
+                     r"written .*No space left on device.*holds the steps \[5\]"
                      ) as e:
     keeper.update(_posthoc_state(15))
   assert e.value.errno == errno.ENOSPC
