@@ -32,9 +32,9 @@ from ftrl_adam.lab import experiment
 from ftrl_adam.lab.cli import _common
 from ftrl_adam.regret import study
 
+# One part, two chunks (a chunk holds one seed's shared stream).
 TINY = ["regret", "--b1", "0.5,0.9", "--b2", "0.5,0.99", "--seeds", "2",
-        "--T", "20", "--d", "2", "--adversaries", "alternating,gaussian",
-        "--no-plots"]
+        "--T", "20", "--d", "2", "--adversaries", "gaussian", "--no-plots"]
 
 
 def _cell(cell):
@@ -90,7 +90,7 @@ def test_a_second_run_is_refused_and_a_killed_run_resumes_to_the_same_bytes(
   try:
     assert proc.stdout.readline().strip() == "ready"
     assert experiment.run_status(out) == f"running (pid {proc.pid})"
-    part = out / "grid_alternating"
+    part = out / "grid_gaussian"
     in_flight = part / f".chunk_000001.npz.tmp-{proc.pid}-7"
     in_flight.write_bytes(b"the first run's chunk being written")
     assert _main([*TINY, "--no-progress", "--out", str(out)]) == 2
@@ -162,21 +162,6 @@ def test_a_swap_of_two_chunks_is_refused_and_a_deleted_chunk_recomputed(
   np.testing.assert_array_equal(out["y"], ref["y"])
 
 
-def test_a_flipped_bit_in_a_chunks_zip_header_is_one_line_from_the_cli(
-    tmp_path, capsys):
-  out = tmp_path / "out"
-  assert _main([*TINY, "--no-progress", "--out", str(out)]) == 0
-  capsys.readouterr()
-  chunk = out / "grid_gaussian" / "chunk_000000.npz"
-  data = bytearray(chunk.read_bytes())
-  data[6] ^= 1                                 # "File '...' is encrypted"
-  chunk.write_bytes(bytes(data))
-  assert _main([*TINY, "--no-progress", "--out", str(out)]) == 2
-  line = _err_line(capsys)
-  assert "chunk_000000.npz' does not match its SHA-256" in line
-  assert "Delete it to recompute that chunk" in line
-
-
 def test_a_results_folder_of_the_previous_format_is_refused_saying_why(
     tmp_path):
   folder = tmp_path / "run"
@@ -218,27 +203,40 @@ def test_another_chunk_size_names_the_flag(tmp_path):
   assert "chunk_size=" not in words
 
 
-def test_a_broken_grid_folder_is_not_called_the_out(tmp_path, capsys):
+def test_damaged_results_folders_are_one_line_from_the_cli_naming_the_flag(
+    tmp_path, capsys):
   out = tmp_path / "out"
-  assert _main([*TINY, "--no-progress", "--out", str(out)]) == 0
+  one = [*TINY, "--no-progress", "--out", str(out)]
+  assert _main(one) == 0
   capsys.readouterr()
-  (out / "grid_gaussian" / "manifest.json").unlink()
-  assert _main([*TINY, "--no-progress", "--out", str(out)]) == 2
+  part = out / "grid_gaussian"
+  # a flipped bit in a chunk's zip header (was: "File '...' is encrypted")
+  chunk = part / "chunk_000000.npz"
+  good = chunk.read_bytes()
+  chunk.write_bytes(good[:6] + bytes([good[6] ^ 1]) + good[7:])
+  assert _main(one) == 2
   line = _err_line(capsys)
-  grid_dir = str(out / "grid_gaussian")
-  assert f"{grid_dir!r} is not a grid results folder" in line
-  assert f"--out {grid_dir!r}" not in line and "out_dir" not in line
-
-
-def test_a_symlinked_grid_folder_is_named_not_a_bare_oserror(tmp_path, capsys):
-  out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
-  assert _main([*TINY, "--no-progress", "--out", str(out)]) == 0
-  (out / "grid_gaussian").rename(elsewhere)
-  os.symlink(elsewhere, out / "grid_gaussian")
-  capsys.readouterr()
-  assert _main([*TINY, "--no-progress", "--overwrite", "--out", str(out)]) == 2
+  assert f"{str(chunk)!r} does not match its SHA-256" in line
+  assert "Delete it to recompute that chunk, or pick a new (or empty) --out" \
+      not in line and "Delete it to recompute that chunk" in line
+  chunk.write_bytes(good)
+  # a grid folder without its manifest is named, not called "the --out"
+  manifest = (part / "manifest.json").read_bytes()
+  (part / "manifest.json").unlink()
+  (part / "notes.txt").write_text("mine")
+  assert _main(one) == 2
   line = _err_line(capsys)
-  assert f"{str(out / 'grid_gaussian')!r} is a symbolic link" in line
+  assert f"{str(part)!r} is not a grid results folder" in line
+  assert f"--out {str(part)!r}" not in line and "out_dir" not in line
+  (part / "notes.txt").unlink()
+  (part / "manifest.json").write_bytes(manifest)
+  # --overwrite and a grid folder that is a symbolic link (was: "OSError")
+  elsewhere = tmp_path / "elsewhere"
+  part.rename(elsewhere)
+  os.symlink(elsewhere, part)
+  assert _main([*one, "--overwrite"]) == 2
+  line = _err_line(capsys)
+  assert f"{str(part)!r} is a symbolic link" in line
   assert "--overwrite does not delete it" in line
   assert (elsewhere / "manifest.json").exists()
 
