@@ -76,9 +76,11 @@ from ftrl_adam.lab.protocol import format_bytes
 RUN_JSON = "run.json"
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.txt"
+# 4: the folders on ftrl_adam._store (a writer lock, chunks bound to their
+#    role and SHA-256: the engine's results format 3), run.json's pid;
 # 3: figures listed in run.json; the engine's fingerprints hold the device
-# count (results format 3).
-FORMAT_VERSION = 3
+#    count.
+FORMAT_VERSION = 4
 
 # Host memory a results table may take, as a fraction of what is available.
 _HOST_FRACTION = 0.5
@@ -160,6 +162,15 @@ def _check_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     raise ResultsFolderError(
         f"{out_dir!r} was written by a newer ftrl_adam (format "
         f"{old.get('format_version')}). Upgrade or pick a new out_dir.")
+  hint = (f"Pick a new (or empty) out_dir, or pass overwrite=True to discard "
+          f"the results in {out_dir!r}.")
+  if old.get("format_version", 0) < FORMAT_VERSION and not overwrite:
+    raise ResultsFolderError(
+        f"{out_dir!r} was written by an earlier ftrl_adam (results format "
+        f"{old.get('format_version')}; this version writes format "
+        f"{FORMAT_VERSION}, whose chunks carry content digests and whose "
+        f"fingerprints hold the device count): its chunks cannot be verified, "
+        f"so it is not resumed. " + hint)
   new = json.loads(_folder.canonical_json(dict(config)))
   if not overwrite and (old.get("config") != new
                         or old.get("format_version") != FORMAT_VERSION):
@@ -167,8 +178,7 @@ def _check_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
         f"format_version: {old.get('format_version')!r} -> {FORMAT_VERSION}")
     raise ResultsFolderError(
         f"{out_dir!r} holds the results of a different {what} (changed: "
-        f"{changes}); they are never mixed. Pick a new (or empty) out_dir, or "
-        f"pass overwrite=True to discard the results in {out_dir!r}.")
+        f"{changes}); they are never mixed. " + hint)
   return old
 
 

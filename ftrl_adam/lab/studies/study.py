@@ -327,7 +327,7 @@ def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss"
   Returns:
     One dict per b1 (ascending) with ``b1``, ``b1_squared``, ``best_b2``,
     ``lr`` (tuned), ``value`` (the metric there), ``value_at_b2_eq_b1`` (NaN
-    if b2 = b1 is not on the grid), ``ratio`` = b1 / sqrt(best_b2) (Nguyen's
+    if b2 = b1 is not on the grid), ``beta_ratio`` = b1 / sqrt(best_b2) (Nguyen's
     beta), ``nearer`` - ``"b1"`` or ``"b1^2"``, whichever is closer to the
     best b2 in log(1 - b) (``"-"`` if no b2 is finite) - and ``b2_at_edge``
     (the best b2 is the smallest or largest b2 of a grid of more than two:
@@ -352,7 +352,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
                f"(b1, b2), mean over seeds):")
   lines += _report.format_rows(rows, metric, [
       ("nearer", lambda r: r["nearer"]),
-      ("b1/sqrt(b2)", lambda r: _report.fmt(r["ratio"])),
+      ("b1/sqrt(b2)", lambda r: _report.fmt(r["beta_ratio"])),
       ("lr", lambda r: _report.fmt(r["lr"])),
       (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"]))])
   finite = [r for r in rows if math.isfinite(r["value"])]
