@@ -5,7 +5,7 @@ parameters; a :class:`PosthocSnapshotKeeper` stores them every k steps, in
 memory or in a folder; :class:`PosthocSnapshots` holds them for
 :func:`ftrl_adam.posthoc_ema` (module ``ftrl_adam.posthoc``, the
 mathematics).  A snapshot folder is one of the package's self-verifying
-folders (``ftrl_adam._store``)::
+folders (``ftrl_adam._store``; its format is ``ftrl_adam._snapshot_folder``)::
 
     directory/
       .lock                    the keeper's lock (one keeper at a time)
@@ -31,92 +31,11 @@ from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ftrl_adam import _state_search
+from ftrl_adam import _snapshot_folder as folder
 from ftrl_adam import _store
 from ftrl_adam import posthoc
-
-FORMAT = "ftrl_adam.posthoc_snapshots"
-VERSION = 1
-_WHAT = "post-hoc snapshot folder"
-
-
-def _file_name(step: int) -> str:
-  return f"step_{step:09d}.npz"
-
-
-# ----------------------------------------------------------------------------
-# Tree layouts: key paths, shapes and dtypes, as JSON.
-# ----------------------------------------------------------------------------
-
-def _key(k: Any) -> list:
-  """A key path entry as JSON: [kind, key]."""
-  tu = jax.tree_util
-  if isinstance(k, tu.DictKey):
-    key = k.key if isinstance(k.key, (str, int)) else str(k.key)
-    return ["key", key]
-  if isinstance(k, tu.SequenceKey):
-    return ["index", k.idx]
-  if isinstance(k, tu.GetAttrKey):
-    return ["attr", k.name]
-  if isinstance(k, tu.FlattenedIndexKey):
-    return ["flat", k.key]
-  return ["other", str(k)]
-
-
-def _layout(tree: Any) -> list:
-  """[{path, shape, dtype}] of the tree's leaves, in flattening order."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(
-      _state_search.unwrap_variables(tree))
-  out = []
-  for path, v in flat:
-    shape = v.shape if hasattr(v, "shape") else np.shape(v)
-    dtype = v.dtype if hasattr(v, "dtype") else jnp.result_type(v)
-    out.append({"path": [_key(k) for k in path],
-                "shape": [int(n) for n in shape], "dtype": str(np.dtype(dtype))})
-  return out
-
-
-def _where(path: list) -> str:
-  return "".join(f"[{k!r}]" if kind != "attr" else f".{k}" for kind, k in path
-                 ) or "(the root)"
-
-
-def _mismatch(a: list, b: list) -> Optional[str]:
-  """How layout ``b`` differs from ``a``, as "N leaves, not M" or "leaf X of
-  int32[3], not float32[3]" (None: the same)."""
-  if len(a) != len(b):
-    return f"{len(b)} leaves, not {len(a)}"
-  for x, y in zip(a, b, strict=True):
-    if [k for _, k in x["path"]] != [k for _, k in y["path"]]:
-      return f"leaf {_where(y['path'])} where {_where(x['path'])} belongs"
-    if (x["shape"], x["dtype"]) != (y["shape"], y["dtype"]):
-      return (f"leaf {_where(y['path'])} of {y['dtype']}{y['shape']}, not "
-              f"{x['dtype']}{x['shape']}")
-  return None
-
-
-def _nest(layout: list, leaves: list) -> Any:
-  """A tree of nested dicts (and lists) from key paths, without a ``like``."""
-  if len(layout) == 1 and not layout[0]["path"]:
-    return leaves[0]
-  root: dict = {}
-  for desc, leaf in zip(layout, leaves, strict=True):
-    node, path = root, [tuple(k) for k in desc["path"]]
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = leaf
-
-  def build(node):
-    if not isinstance(node, dict):
-      return node
-    if node and all(kind == "index" for kind, _ in node):
-      return [build(node[k]) for k in sorted(node, key=lambda k: k[1])]
-    return {key: build(v) for (_, key), v in node.items()}
-
-  return build(root)
 
 
 # ----------------------------------------------------------------------------
@@ -189,9 +108,9 @@ class PosthocSnapshots:
       raise ValueError(f"`trees` must hold one tree per step: got "
                        f"{len(trees)} trees and {len(np.atleast_1d(steps))} "
                        "steps.")
-    first, struct = _layout(trees[0]), jax.tree.structure(trees[0])
+    first, struct = folder.layout_of(trees[0]), jax.tree.structure(trees[0])
     for k, tree in enumerate(trees[1:], start=1):
-      why = _mismatch(first, _layout(tree))
+      why = folder.mismatch(first, folder.layout_of(tree))
       if why is None and jax.tree.structure(tree) != struct:
         why = f"tree structure {jax.tree.structure(tree)} instead of {struct}"
       if why is not None:
@@ -250,101 +169,10 @@ class PosthocSnapshots:
     return obj
 
 
-def _into(layout: list, stacked: list, like: Any, where: str) -> Any:
-  """The stacked leaves in ``like``'s structure (checked), or nested dicts."""
-  if like is None:
-    return _nest(layout, stacked)
-  like = _state_search.unwrap_variables(like)
-  why = _mismatch(layout, _layout(like))
-  if why is not None:
-    raise ValueError(f"Snapshot trees do not match: the snapshots in {where} "
-                     f"do not restore into `like`: it has {why} as stored "
-                     "(nothing is cast).")
-  return jax.tree.unflatten(jax.tree.structure(like), stacked)
-
-
-# ----------------------------------------------------------------------------
-# Reading a folder.
-# ----------------------------------------------------------------------------
-
-def _refuse_foreign(directory: str) -> None:
-  """A folder without a manifest: an Orbax folder of an earlier version, or
-  files that are not snapshots."""
-  names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
-  steps = sorted(int(n) for n in names
-                 if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
-  if steps:
-    raise ValueError(
-        f"`directory` {directory!r} holds Orbax checkpoints (step folders "
-        f"{', '.join(map(str, steps[:8]))}{', ...' if len(steps) > 8 else ''})"
-        " written by an "
-        "earlier ftrl_adam: this version stores snapshots as .npz files with "
-        "a manifest of their SHA-256 and does not read Orbax folders. Load "
-        "them with the version that wrote them, and keep new snapshots in a "
-        "new folder.")
-  if names:
-    raise ValueError(
-        f"`directory` {directory!r} holds files ({', '.join(names[:4])}) but "
-        f"no {_store.MANIFEST}: it is not a {_WHAT} (give an empty or new "
-        "folder).")
-
-
-def _read(directory: str) -> dict:
-  """The folder's manifest, header and roles checked (no data read)."""
-  if not os.path.isdir(directory):
-    raise ValueError(f"`directory` {directory!r} does not exist or is not a "
-                     "folder: no post-hoc EMA snapshots to load.")
-  if not os.path.exists(os.path.join(directory, _store.MANIFEST)):
-    _refuse_foreign(directory)
-  manifest = _store.read_manifest(directory, FORMAT, _WHAT)
-  path = os.path.join(directory, _store.MANIFEST)
-  if manifest["version"] != VERSION:
-    raise _store.StoreError(
-        f"{path!r} is of format version {manifest['version']}; this "
-        f"ftrl_adam reads {VERSION}: upgrade ftrl_adam.")
-  powers, layout = manifest.get("powers"), manifest.get("leaves")
-  steps = set()
-  for e in manifest["files"]:
-    step = e["role"].get("step")
-    if (isinstance(step, bool) or not isinstance(step, int) or step < 1
-        or step in steps or e["role"].get("powers") != powers):
-      raise _store.StoreError(
-          f"{path!r} lists {e['file']!r} with the role {e['role']}: not a "
-          f"new step >= 1 with the folder's powers {powers}. Refused.")
-    steps.add(step)
-  if steps and (not isinstance(powers, list) or not isinstance(layout, list)
-                or not all(isinstance(d, dict) for d in layout)):
-    raise _store.StoreError(f"{path!r} has a mangled header: {directory!r} "
-                            "is damaged.")
-  return manifest
-
-
 def _load(directory: str, like: Any) -> PosthocSnapshots:
-  manifest = _read(directory)
-  entries = sorted(manifest["files"], key=lambda e: e["role"]["step"])
-  if not entries:
-    raise ValueError(f"Too few snapshots: {directory!r} holds none.")
-  powers, layout = manifest["powers"], manifest["leaves"]
-  keys = [f"e{k}_{i}" for k in range(len(powers)) for i in range(len(layout))]
-  per_leaf: list[list[np.ndarray]] = [[] for _ in layout]
-  for e in entries:
-    step = e["role"]["step"]
-    arrays = _store.load_arrays(
-        directory, e, name=_file_name(step),
-        role={"step": step, "powers": powers}, keys=keys, what=_WHAT)
-    for k in range(len(powers)):
-      for i, desc in enumerate(layout):
-        a = arrays[f"e{k}_{i}"]
-        if [list(a.shape), str(a.dtype)] != [desc["shape"], desc["dtype"]]:
-          raise _store.StoreError(
-              f"{os.path.join(directory, e['file'])!r}: leaf "
-              f"{_where(desc['path'])} is {a.dtype}{list(a.shape)}, the "
-              f"manifest says {desc['dtype']}{desc['shape']}. Refused.")
-        per_leaf[i].append(a)
-  stacked = [np.stack(xs) for xs in per_leaf]
-  steps = [e["role"]["step"] for e in entries for _ in powers]
-  return PosthocSnapshots(steps, powers * len(entries),
-                          _into(layout, stacked, like, repr(directory)))
+  steps, powers, layout, stacked = folder.load(directory)
+  return PosthocSnapshots(steps, powers, folder.restructure(
+      layout, stacked, like, repr(directory)))
 
 
 # ----------------------------------------------------------------------------
@@ -435,7 +263,7 @@ class PosthocSnapshotKeeper:
     self._lock = None
     self._manifest: dict = {}
     if self.directory is not None:
-      self._lock = _store.FolderLock(self.directory, _WHAT,
+      self._lock = _store.FolderLock(self.directory, folder.WHAT,
                                      check=self._refuse_foreign)
       try:
         self._open()
@@ -445,17 +273,18 @@ class PosthocSnapshotKeeper:
 
   def _refuse_foreign(self) -> None:
     if not os.path.exists(os.path.join(self.directory, _store.MANIFEST)):
-      _refuse_foreign(self.directory)
+      folder.refuse_foreign(self.directory)
 
   def _open(self) -> None:
     if not os.path.exists(os.path.join(self.directory, _store.MANIFEST)):
-      _refuse_foreign(self.directory)
-      self._manifest = {"format": FORMAT, "version": VERSION, "powers": None,
+      folder.refuse_foreign(self.directory)
+      self._manifest = {"format": folder.FORMAT, "version": folder.VERSION,
+                        "powers": None,
                         "leaves": None, "files": []}
       _store.write_manifest(self.directory, self._manifest)
       return
-    self._manifest = _read(self.directory)
-    _store.check_listed(self.directory, self._manifest, _WHAT)
+    self._manifest = folder.read(self.directory)
+    _store.check_listed(self.directory, self._manifest, folder.WHAT)
     listed = {e["file"] for e in self._manifest["files"]}
     for n in os.listdir(self.directory):   # written, never listed: a killed keeper
       if n.startswith("step_") and n.endswith(".npz") and n not in listed:
@@ -491,7 +320,7 @@ class PosthocSnapshotKeeper:
       return
     (step, e), self._failed = self._failed, None
     why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    path = os.path.join(self.directory, _file_name(step))
+    path = os.path.join(self.directory, folder.file_name(step))
     raise OSError(
         getattr(e, "errno", None),
         f"the snapshot of step {step} could not be written to {path!r} "
@@ -550,10 +379,10 @@ class PosthocSnapshotKeeper:
           f"The EMA powers changed at step {count}: {powers} instead of "
           f"{self._powers} (one keeper per posthoc_ema_params).")
     emas = _host(state.emas)
-    layout = _layout(emas[0])
+    layout = folder.layout_of(emas[0])
     if self._layout is None:
       self._layout = layout
-    elif (why := _mismatch(self._layout, layout)) is not None:
+    elif (why := folder.mismatch(self._layout, layout)) is not None:
       raise ValueError(f"Snapshot trees do not match: the EMAs at step "
                        f"{count} have {why}.")
     if self.directory is None:
@@ -572,7 +401,7 @@ class PosthocSnapshotKeeper:
     """In the writer thread: the step's file, then the manifest listing it."""
     arrays = {f"e{k}_{i}": leaf for k, tree in enumerate(emas)
               for i, leaf in enumerate(jax.tree.leaves(tree))}
-    entry = _store.save_arrays(self.directory, _file_name(count), arrays,
+    entry = _store.save_arrays(self.directory, folder.file_name(count), arrays,
                                {"step": count, "powers": self._powers})
     manifest = dict(self._manifest, powers=self._powers, leaves=self._layout,
                     files=[*self._manifest["files"], entry])
@@ -628,5 +457,5 @@ class PosthocSnapshotKeeper:
     snaps = PosthocSnapshots.from_trees(steps, powers, trees)
     if like is None:
       return snaps
-    return PosthocSnapshots(snaps.steps, snaps.powers, _into(
+    return PosthocSnapshots(snaps.steps, snaps.powers, folder.restructure(
         self._layout, jax.tree.leaves(snaps.params), like, "memory"))
