@@ -5,8 +5,9 @@ gradient recording, a post-hoc snapshot folder - goes through this module
 (DESIGN.md, "Folders you can trust"):
 
 * **One writer.**  :class:`FolderLock` takes an exclusive ``fcntl.flock`` on
-  the file ``.lock`` in the folder before anything is written or cleaned; the
-  OS releases it when the process dies, so a killed writer never leaves a
+  the file ``.lock`` in the folder before anything is written or cleaned
+  (the file holds the writer's pid and is removed on release); the OS
+  releases the lock when the process dies, so a killed writer never leaves a
   folder locked.  A second writer (another process, or a second object in
   this one) is refused with one line naming the folder and the holder's pid
   (:class:`FolderBusyError`).  Readers take no lock; :func:`holder` tells
