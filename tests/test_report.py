@@ -35,7 +35,7 @@ def test_a_tie_across_every_b2_is_not_an_edge_optimum():
   assert tie["tie"] and not tie["at_edge"]
   assert edge["at_edge"] and not edge["tie"]
   lines = report.format_rows([tie, edge], "v")
-  assert lines[1].split()[2] == "0.2500=" and lines[2].split()[2] == "0.2500*"
+  assert lines[1].split()[2] == "0.25=" and lines[2].split()[2] == "0.25*"
   assert lines[-2:] == [
       "  * best b2 on the edge of the b2 grid: the optimum may lie beyond it.",
       "  = every b2 gives the same value (a tie): no best b2."]

@@ -18,11 +18,7 @@ from ftrl_adam.lab.protocol import Result
 from ftrl_adam.lab.protocol import seconds_line
 from ftrl_adam.lab.regret import bounds
 from ftrl_adam.lab.report import summary as _report
-
-
-def number(x: float) -> str:
-  """A setting as the user typed it: the shortest text of its float32 value."""
-  return str(np.float32(x)) if float(x) != int(x) else f"{float(x):g}"
+from ftrl_adam.lab.report.summary import number
 
 
 def summarize(spec: Any, table: Mapping[str, np.ndarray]

@@ -107,6 +107,20 @@ def fmt(x: float) -> str:
   return f"{x:.4g}" if math.isfinite(x) else "nan"
 
 
+def number(x: float) -> str:
+  """A grid value as the user typed it: the shortest text of its float32.
+
+  Example:
+    >>> from ftrl_adam.lab.report.summary import number
+    >>> number(0.99375), number(0.019999999552965164), number(2.0)
+    ('0.99375', '0.02', '2')
+  """
+  x = float(x)
+  if not math.isfinite(x):
+    return "nan" if math.isnan(x) else str(x)
+  return f"{x:g}" if x == int(x) else str(np.float32(x))
+
+
 def format_rows(rows: Sequence[Mapping[str, Any]], value_label: str,
                 extra: Sequence[tuple[str, Callable[[Mapping[str, Any]], str]]]
                 = ()) -> list[str]:
@@ -124,9 +138,9 @@ def format_rows(rows: Sequence[Mapping[str, Any]], value_label: str,
   cells = [headers]
   for r in rows:
     mark = "=" if r.get("tie") else "*" if r.get("at_edge") else " "
-    cells.append([f"{r['b1']:.4f}", f"{r['b1_squared']:.4f}",
-                  f"{r['best_b2']:.4f}{mark}", fmt(r["best"]),
-                  f"{r['b2_near_b1_squared']:.4f}", fmt(r["at_b1_squared"])]
+    cells.append([number(r["b1"]), f"{r['b1_squared']:.4g}",
+                  number(r["best_b2"]) + mark, fmt(r["best"]),
+                  number(r["b2_near_b1_squared"]), fmt(r["at_b1_squared"])]
                  + [f(r) for _, f in extra])
   widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
   lines = ["  " + "  ".join(s.rjust(w) for s, w in zip(c, widths, strict=True))
