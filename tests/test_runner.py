@@ -63,7 +63,7 @@ class TwoRounds:
 
   def assemble(self, done):
     tables = []
-    for part, res in done:
+    for _, res in done:
       tables.append({**res, "round": np.full(4, len(tables), np.int32)})
     return concat(tables, ["round", "b1", "b2", "x", "y"])
 
