@@ -89,6 +89,7 @@ RADIUS = 0.01                          # active: an unclipped step is ~LR
 EXTRA = dict(unexpected_extra_arg=jnp.ones(3), loss=2.0)
 RTOL, ATOL = 2e-6, 1e-8                # float32 rounding of a jitted run
 PLATFORMS = ("cuda", "tpu")
+PLACEMENTS = ("uncommitted", "committed", "sharded")
 
 
 def _inject(factory, static_args=(), **hp):
@@ -108,8 +109,11 @@ class Row:
   complex_ok: it takes complex params.
   f32_state: every float state leaf is float32 or wider (False: it keeps
     params-dtype copies, documented: the conversion's play and iterate).
-  committed: run the jitted loop on committed and sharded params too
-    (False: its ``init`` is other rows' - ftrl_adam's and the clip's).
+  placements: the placements of its params in the jitted loop.  Sharded
+    (``NamedSharding``) params are committed ones, and the stricter probe: a
+    row whose ``init`` is other rows' (ftrl_adam's and the clip's) has only
+    the uncommitted loop; a single device's sharding type (chosen by
+    ``_numerics`` for every row alike) is run by two rows.
   """
 
   make: Callable[[], Any]
@@ -118,7 +122,7 @@ class Row:
   reader: Optional[Callable[[Any], Any]] = None
   complex_ok: bool = True
   f32_state: bool = True
-  committed: bool = True
+  placements: tuple = ("uncommitted", "sharded")
 
 
 ADAM = dict(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0)   # optax.adam's defaults
@@ -127,7 +131,7 @@ MONITOR = dict(radius=RADIUS, b1=0.9, b2=0.999, c=RADIUS)
 KEY = jax.random.key(0)
 
 
-def _ftrl_row(committed=False, **opts):
+def _ftrl_row(placements=("uncommitted",), **opts):
   lr = opts.pop("learning_rate", LR)
   names = set(ADAM) | {"learning_rate"} | ({"radius"} & set(opts))
   return Row(
@@ -136,11 +140,11 @@ def _ftrl_row(committed=False, **opts):
                       names),
       with_lr=None if callable(lr) else (
           lambda rate: fa.ftrl_adam(rate, **ADAM, **opts)),
-      committed=committed)
+      placements=placements)
 
 
 ROWS = {
-    "ftrl_adam": _ftrl_row(committed=True),
+    "ftrl_adam": _ftrl_row(placements=PLACEMENTS),
     "ftrl_adam_box": _ftrl_row(radius=RADIUS),
     "ftrl_adam_ball": _ftrl_row(radius=RADIUS, domain="ball"),
     "ftrl_adam_schedule": _ftrl_row(learning_rate=SCHEDULE),
@@ -161,18 +165,16 @@ ROWS = {
     "posthoc_ema_params": Row(
         make=fa.posthoc_ema_params, reader=fa.posthoc_emas_of),
     "regret_monitor": Row(
-        make=lambda: fa.regret_monitor(fa.ftrl_adam(LR, radius=RADIUS),
-                                       **MONITOR),
+        make=lambda: fa.regret_monitor(optax.sgd(LR), **MONITOR),
         inject=lambda: (
-            _inject(functools.partial(fa.regret_monitor,
-                                      fa.ftrl_adam(LR, radius=RADIUS)),
+            _inject(functools.partial(fa.regret_monitor, optax.sgd(LR)),
                     static_args=("seed",), **MONITOR),
             set(MONITOR)),
         reader=fa.regret_of, complex_ok=False),
     "online_to_nonconvex": Row(
-        make=lambda: fa.online_to_nonconvex(fa.ftrl_adam(LR), key=KEY),
+        make=lambda: fa.online_to_nonconvex(optax.sgd(LR), key=KEY),
         inject=lambda: (
-            fa.online_to_nonconvex(_inject(fa.ftrl_adam, learning_rate=LR),
+            fa.online_to_nonconvex(_inject(optax.sgd, learning_rate=LR),
                                    key=KEY),
             {"learning_rate"}),
         reader=fa.nonconvex_iterate, f32_state=False),
@@ -182,7 +184,7 @@ ROWS = {
             _inject(functools.partial(fa.with_ema, fa.ftrl_adam(LR)),
                     decay=0.9),
             {"decay"}),
-        reader=fa.ema_params_of),
+        reader=fa.ema_params_of, placements=PLACEMENTS),
 }
 
 # Built now, outside any trace (see the module docstring), once per process.
@@ -267,15 +269,16 @@ def _update_and_apply(tx, g, state, params, extra):
   return u, state, optax.apply_updates(params, u)
 
 
-def _step_every_path(name, templates, carry, g):
+def _step_every_path(name, templates, carry, g, on):
   """One step of each path of the row: path -> (updates, state, params).
 
   "plain" (no extra arguments) is the reference; "injected" runs on its own.
   "none" (a None leaf added), "masked" (optax.masked, a leaf added and
-  masked out) and "schedule" (a constant schedule) step from the state of
-  "plain": each of their steps is compared with the reference's from the
-  same state, and XLA computes them once when they trace to the same
-  operations.
+  masked out), "schedule" (a constant schedule) and, jitted, "cond" (the
+  update as the taken branch of a lax.cond on the traced ``on``) step from
+  the state of "plain": each of their steps is compared with the reference's
+  from the same state, and XLA computes them once when they trace to the
+  same operations.
   """
   state, params = carry["plain"]
   out = {"plain": _update_and_apply(TX[name], g, state, params, {}),
@@ -286,6 +289,11 @@ def _step_every_path(name, templates, carry, g):
              MASKED[name], _with_masked_out(g),
              _like(templates["masked"], state), _with_masked_out(params),
              EXTRA)}
+  if on is not None:   # jitted only: un-jitted, lax.cond compiles each call
+    u, new_state = jax.lax.cond(
+        on, lambda: TX[name].update(g, state, params, **EXTRA),
+        lambda: (jax.tree.map(jnp.zeros_like, g), state))
+    out["cond"] = (u, new_state, optax.apply_updates(params, u))
   if name in SCHEDULED:
     out["schedule"] = _update_and_apply(SCHEDULED[name], g, state, params,
                                         EXTRA)
@@ -312,9 +320,9 @@ def _runs(name: str, variant=None) -> dict:
                "masked": MASKED[name].init(_with_masked_out(_params()))}
   traces = []
 
-  def step(carry, g):
+  def step(carry, g, on):
     traces.append(None)
-    return _step_every_path(name, templates, carry, g)
+    return _step_every_path(name, templates, carry, g, on)
 
   # Wrapped on every call (chex checks that a variant test uses its variant);
   # compiled and run only by the first.
@@ -326,7 +334,7 @@ def _runs(name: str, variant=None) -> dict:
     carry, outs, logs = init, [], []
     for t, g in enumerate(_grads()):
       with test_utils.log_compilations() as logged:
-        outs.append(step(carry, g))
+        outs.append(step(carry, g, jnp.asarray(True) if jit else None))
       logs += logged if t else []
       carry = {k: outs[-1][k][1:] for k in carry}
     runs = {k: Run(*([out[k][i] for out in outs] for i in range(3)))
@@ -335,6 +343,22 @@ def _runs(name: str, variant=None) -> dict:
       runs.update(init=init, compiles=(len(traces), len(logs)))
     _RUNS[name, jit] = runs
   return _RUNS[name, jit]
+
+
+def _assert_reads_alike(name, state, want_state, key, missing):
+  """The row's reader finds its state through a wrapper and reads what it
+  reads in the reference's state; the added leaf ``key`` reads as
+  ``missing`` (None, or MaskedNode) wherever the reading holds params."""
+  if ROWS[name].reader is None:
+    return
+  read = ROWS[name].reader(state)
+  added = [x for path, x in jax.tree_util.tree_flatten_with_path(
+      read, is_leaf=lambda x: x is None or isinstance(x, optax.MaskedNode))[0]
+           if path and path[-1] == jax.tree_util.DictKey(key)]
+  assert all(missing(x) for x in added), added
+  chex.assert_trees_all_equal(
+      jax.tree.leaves(read),
+      jax.tree.leaves(ROWS[name].reader(want_state)))
 
 
 def _is_jit(variant) -> bool:
@@ -405,8 +429,7 @@ class ConformanceTest(chex.TestCase):
 
   @parameterized.named_parameters(
       (f"{name}_{placement}", name, placement) for name, row in ROWS.items()
-      for placement in ("uncommitted",) + (
-          ("committed", "sharded") if row.committed else ()))
+      for placement in row.placements)
   def test_jitted_loop_compiles_once_and_keeps_placement(self, name,
                                                          placement):
     if placement == "uncommitted":   # every path, in the shared program
@@ -475,7 +498,8 @@ class ConformanceTest(chex.TestCase):
     got, want = runs["schedule"], runs["plain"]
     self.assertEqual(jax.tree.structure(got.states),
                      jax.tree.structure(want.states))
-    chex.assert_trees_all_equal(got, want)
+    chex.assert_trees_all_equal((got.updates, got.states),
+                                (want.updates, want.states))
 
   @parameterized.named_parameters(
       [(f"{name}_{dt}", name, dt) for name in ROWS
@@ -507,13 +531,8 @@ class ConformanceTest(chex.TestCase):
                                 want.updates)
     chex.assert_trees_all_equal([jax.tree.leaves(s) for s in got.states],
                                 [jax.tree.leaves(s) for s in want.states])
-    if ROWS[name].reader is not None:
-      read = ROWS[name].reader(got.states[-1])
-      if isinstance(read, dict):
-        self.assertIsNone(read["n"])
-      chex.assert_trees_all_equal(
-          jax.tree.leaves(read),
-          jax.tree.leaves(ROWS[name].reader(want.states[-1])))
+    _assert_reads_alike(name, got.states[-1], want.states[-1], "n",
+                        lambda x: x is None)
 
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.named_parameters(_rows())
@@ -528,39 +547,33 @@ class ConformanceTest(chex.TestCase):
     chex.assert_trees_all_equal(
         [jax.tree.leaves(s.inner_state) for s in got.states],
         [jax.tree.leaves(s) for s in want.states])
-    if ROWS[name].reader is not None:
-      read = ROWS[name].reader(got.states[-1])
-      if isinstance(read, dict):
-        self.assertIsInstance(read["c"], optax.MaskedNode)
-      chex.assert_trees_all_equal(
-          jax.tree.leaves(read),
-          jax.tree.leaves(ROWS[name].reader(want.states[-1])))
+    _assert_reads_alike(name, got.states[-1], want.states[-1], "c",
+                        lambda x: isinstance(x, optax.MaskedNode))
 
   @chex.variants(with_jit=True)
   @parameterized.named_parameters(_rows())
-  def test_multisteps_under_lax_cond(self, name):
-    """Every call under lax.cond: a skipped call changes nothing; inside
-    MultiSteps, micro-steps g + DELTA then g - DELTA give zero updates, then
-    the step on their mean, g exactly."""
+  def test_under_lax_cond_a_taken_step_is_the_step(self, name):
+    runs = _runs(name, self.variant)
+    got, want = runs["cond"], runs["plain"]
+    chex.assert_trees_all_equal((got.updates, got.states),
+                                (want.updates, want.states))
+
+  @chex.variants(with_jit=True)
+  @parameterized.named_parameters(_rows())
+  def test_multisteps_skips_then_steps_on_the_mean_gradient(self, name):
+    """Micro-steps g + DELTA then g - DELTA: the first is the skipped branch
+    of MultiSteps' lax.cond (zero updates, the inner state unchanged), the
+    second the step on their mean, g exactly."""
     multi = optax.MultiSteps(TX[name], every_k_schedule=2)
-
-    def maybe(pred, g, state, params):
-      return jax.lax.cond(
-          pred, lambda: multi.update(g, state, params, **EXTRA),
-          lambda: (jax.tree.map(jnp.zeros_like, g), state))
-
-    maybe = self.variant(maybe)
+    update = self.variant(_update(multi, **EXTRA))
     params = _params()
     state, us, states = multi.init(params), [], []
     for g in _grads():
-      zeros = jax.tree.map(jnp.zeros_like, g)
-      chex.assert_trees_all_equal(maybe(False, g, state, params),
-                                  (zeros, state))
-      u, state = maybe(True, jax.tree.map(lambda x: x + DELTA, g), state,
-                       params)
-      chex.assert_trees_all_equal(u, zeros)
-      u, state = maybe(True, jax.tree.map(lambda x: x - DELTA, g), state,
-                       params)
+      inner = state.inner_opt_state
+      u, state = update(jax.tree.map(lambda x: x + DELTA, g), state, params)
+      chex.assert_trees_all_equal(u, jax.tree.map(jnp.zeros_like, g))
+      chex.assert_trees_all_equal(state.inner_opt_state, inner)
+      u, state = update(jax.tree.map(lambda x: x - DELTA, g), state, params)
       params = optax.apply_updates(params, u)
       us.append(u)
       states.append(state.inner_opt_state)
@@ -600,6 +613,11 @@ class ConformanceTest(chex.TestCase):
     update = _update(tx, **EXTRA)
     chex.assert_trees_all_equal(_run(update, tx, scalars, grads),
                                 _run(update, tx, arrays, grads))
+    # 0-d leaves keep their types through a step (a jitted loop compiles once)
+    state = tx.init(arrays)
+    u, new_state = jax.eval_shape(update, grads[0], state, arrays)
+    self.assertEqual(_types(u), _types(grads[0]))
+    self.assertEqual(_types(new_state), _types(state))
 
   @parameterized.named_parameters(_rows())
   def test_step_exports_for_gpu_and_tpu(self, name):
