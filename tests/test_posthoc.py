@@ -201,38 +201,6 @@ def test_source_gradient_point_averages_the_params_given():
   assert float(fa.posthoc_emas_of(state)[0]["w"][0]) == 3.0
 
 
-def test_good_citizen_abstract_init_none_leaves_bf16_jit_masked():
-  tx = fa.posthoc_ema_params()
-  params = {"w": jnp.ones((2, 3), jnp.bfloat16), "none": None,
-            "s": jnp.float32(2.0)}
-  abstract = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype),
-                          params)
-  st_abs = tx.init(abstract)
-  st = tx.init(params)
-  assert jax.tree.structure(st_abs) == jax.tree.structure(st)
-  assert st.emas[0]["w"].dtype == jnp.float32      # float32 EMA of bf16
-  assert st.emas[0]["none"] is None
-
-  @jax.jit
-  def step(g, st, p):
-    return tx.update(g, st, p, unknown_extra_arg=1)
-
-  g = jax.tree.map(lambda v: None if v is None else jnp.ones_like(v), params,
-                   is_leaf=lambda v: v is None)
-  u, st2 = step(g, st, params)
-  u, st3 = step(g, st2, params)
-  assert step._cache_size() == 1
-  assert jax.tree.map(lambda a: a.dtype, st3) == jax.tree.map(
-      lambda a: a.dtype, st)
-  assert int(st3.count) == 2
-  # inside optax.masked and MultiSteps the state is still found
-  masked = optax.masked(fa.posthoc_ema_params(), {"w": True, "none": False,
-                                                   "s": False})
-  assert len(fa.posthoc_emas_of(masked.init(params))) == 2
-  multi = optax.MultiSteps(optax.chain(optax.sgd(0.1), tx), every_k_schedule=2)
-  assert len(fa.posthoc_emas_of(multi.init({"w": jnp.ones(2)}))) == 2
-
-
 def test_vmap_over_configurations_equals_single_runs():
   tx = optax.chain(optax.sgd(0.1), fa.posthoc_ema_params())
   params = jnp.stack([jnp.ones(3), 2 * jnp.ones(3)])   # 2 configurations
