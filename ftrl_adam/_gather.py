@@ -91,7 +91,8 @@ class _Pushdown:
   def __init__(self, closed, args, stops):
     self.top = _Scope(closed.jaxpr, closed.consts)
     self.top.env.update(zip(closed.jaxpr.invars, args, strict=True))
-    self.inputs = set(closed.jaxpr.invars)
+    self.inputs = {v: i for i, v in enumerate(closed.jaxpr.invars)}
+    self.inputs_read = set()  # positions of the inputs gathered from
     self.stops = set(stops)
     self.gathered = {}
     self.frontier = []  # why the push stopped, for each whole array gathered
@@ -139,12 +140,13 @@ class _Pushdown:
     """Gathers the whole value of ``atom`` (computed if need be)."""
     if not _is_literal(atom) and _shape(atom):
       self.frontier.append(why)
-    return jnp.ravel(jnp.asarray(self.value(scope, atom)))[idx]
+    return take(self.value(scope, atom), idx)
 
   def _gather(self, scope, atom, shape, idx, tag):
     if _is_literal(atom) or not shape:
       return self._direct(scope, atom, idx, "scalar")
     if scope is self.top and atom in self.inputs:
+      self.inputs_read.add(self.inputs[atom])
       return self._direct(scope, atom, idx, "input")
     if scope is self.top and atom in self.stops:
       return self._direct(scope, atom, idx, "output")
@@ -177,9 +179,16 @@ def _child_outvars(eqn):
   return (closed.jaxpr if hasattr(closed, "jaxpr") else closed).outvars
 
 
+def take(x: Any, idx: np.ndarray) -> jax.Array:
+  """``ravel(x)[idx]`` for sorted in-bounds indices (repeats allowed)."""
+  return jnp.ravel(jnp.asarray(x)).at[idx].get(
+      mode="promise_in_bounds", indices_are_sorted=True)
+
+
 def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
                    indices: Sequence[Optional[np.ndarray]],
-                   frontier: Optional[list] = None) -> Optional[list]:
+                   frontier: Optional[list] = None,
+                   inputs_read: Optional[set] = None) -> Optional[list]:
   """``[ravel(fn(*args)[i])[indices[i]] ...]``, the gathers pushed into ``fn``.
 
   The push stops at the function's inputs and at its other outputs (the
@@ -191,11 +200,14 @@ def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
   Args:
     fn: a function of the arrays ``args`` returning a flat list of arrays.
     args: its arguments (arrays or tracers).
-    indices: for each of the first ``len(indices)`` outputs, int32 flat
-      indices into it, or None to skip it.
+    indices: for each of the first ``len(indices)`` outputs, sorted int32
+      flat indices into it (repeats allowed), or None to skip it.
     frontier: if a list, it is extended with, for each whole array gathered,
       why the push stopped there: ``"input"``, ``"output"``, ``"constant"``
       or the name of the primitive that made it (for tests).
+    inputs_read: if a set, it receives the positions in ``args`` of the
+      inputs whose entries were gathered (a caller that overwrites an input
+      in place must order that write after the reads).
 
   Returns:
     The list of gathered (k_i,) arrays (None where the index is None), or
@@ -217,4 +229,6 @@ def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
     out.append(push.gather(push.top, atom, shape, np.asarray(idx), i))
   if frontier is not None:
     frontier.extend(push.frontier)
+  if inputs_read is not None:
+    inputs_read.update(push.inputs_read)
   return out
