@@ -24,7 +24,8 @@ and reported as the median over the rounds and their range.  On a GPU it also
 measures a device-to-device copy and reports the step's effective bandwidth.
 
 Usage:  ftrl-adam bench step [--models small large] [--sizes 1000000 16000000]
-        [--repeats 30] [--rounds 3] [--monitor-coords 4096] [--out DIR]
+        [--repeats 30] [--rounds 3] [--monitor-coords 4096]
+        [--monitor-leaves 8] [--out DIR]
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _stepper(tx, params):
   return run
 
 
-def _optimizers(k: int) -> dict:
+def _optimizers(k: int, leaves: int) -> dict:
   f32 = jnp.float32
   hp = dict(learning_rate=f32(1e-3), b1=f32(0.9), b2=f32(0.999), eps=f32(1e-8))
   return {
@@ -105,7 +106,8 @@ def _optimizers(k: int) -> dict:
                                             fa.ema_params(0.999)),
       # b1, b2 and lr read from the wrapped ftrl_adam (unclipped: a radius).
       f"+ monitor ({k} coords)": lambda n: fa.regret_monitor(
-          fa.ftrl_adam(**hp), radius=f32(1e-3), coords=min(k, n)),
+          fa.ftrl_adam(**hp), radius=f32(1e-3), coords=min(k, n),
+          leaves=leaves),
   }
 
 
@@ -171,12 +173,16 @@ def _parse(argv):
                        "of a short step (default 0.3)")
   ap.add_argument("--monitor-coords", type=int, default=4096,
                   help="entries the regret monitor follows (default 4096)")
+  ap.add_argument("--monitor-leaves", type=int, default=8,
+                  help="the most leaves that hold them (regret_monitor's "
+                       "`leaves`, default 8)")
   _common.add_out_option(ap)
   args = ap.parse_args(argv)
   _common.positive_ints(ap, "--sizes", args.sizes)
   _common.positive_ints(ap, "--repeats", [args.repeats])
   _common.positive_ints(ap, "--rounds", [args.rounds])
   _common.positive_ints(ap, "--monitor-coords", [args.monitor_coords])
+  _common.positive_ints(ap, "--monitor-leaves", [args.monitor_leaves])
   if not args.models and not args.sizes:
     ap.error("nothing to time: give --models or --sizes")
   if not args.min_time >= 0:
@@ -187,7 +193,7 @@ def _parse(argv):
 def main(argv=None) -> int:
   args = _parse(argv)
   _common.set_out(args.out)
-  optimizers = _optimizers(args.monitor_coords)
+  optimizers = _optimizers(args.monitor_coords, args.monitor_leaves)
   monitored = list(optimizers)[-1]
   gpu = jax.devices()[0].platform == "gpu"
   rows, records, table = [], [], []
@@ -223,7 +229,8 @@ def main(argv=None) -> int:
                        for t in table])
   path = _common.write_json("step", {
       "repeats": args.repeats, "rounds": args.rounds, "min_time": args.min_time,
-      "monitor_coords": args.monitor_coords, "results": records,
+      "monitor_coords": args.monitor_coords,
+      "monitor_leaves": args.monitor_leaves, "results": records,
       "table": table})
   print(f"wrote {path}")
   return 0
