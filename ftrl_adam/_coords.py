@@ -26,8 +26,12 @@ leaves:
    ``k % m`` of them chosen at random, so each point carries ``k / m`` in
    expectation, independently of where it falls.
 3. A leaf that receives t entries takes ``t // n_h`` copies of each of its
-   coordinates and ``t % n_h`` more of them uniformly without replacement:
-   each of its coordinates is taken ``t / n_h`` times in expectation.
+   coordinates and ``r = t % n_h`` more by circular systematic sampling: the
+   positions ``(u_h + j s) mod n_h``, j < r, from a start u_h uniform on
+   [0, n_h), with the step s <= n_h / r coprime with the leaf's last axis
+   (so the positions are distinct and visit every column).  Each position is
+   uniform, so each coordinate is taken r / n_h times in expectation, and in
+   all ``t / n_h`` times.
 
 So coordinate i of leaf h is taken ``(m n_h / n)(k / m) / n_h = k / n``
 times in expectation, whatever its leaf: the estimate stays unbiased.  A
@@ -38,8 +42,10 @@ rather than k coordinates (``leaves=k`` gives back a uniform spread).
 
 Reading the entries: :meth:`View.select_update` pushes the gather through
 the wrapped transform's traced update (``ftrl_adam._gather``) and reads the
-gradient's entries itself; with at most 8 leaves XLA fuses each of those
-reads into one kernel (measured with ``ftrl-adam bench step``).
+gradient's entries itself, one operand per leaf (``_gather.take``: a
+strided slice when the positions do not wrap around, else one gather), so
+that with at most 8 leaves XLA fuses each of those reads into one kernel
+(it fuses a concatenation of at most 8 operands).
 """
 
 from __future__ import annotations
@@ -62,23 +68,25 @@ _is_none = _numerics.is_none
 MODES = ("all", "subset", "sketch")
 
 
-def draw_subset(sizes: Sequence[int], k: int, leaves: int,
+def draw_subset(shapes: Sequence[tuple], k: int, leaves: int,
                 seed: int) -> list[np.ndarray]:
-  """The subset's entries, per leaf: sorted local indices (repeats allowed).
+  """The subset's entries, per leaf: local flat indices, in reading order.
 
   See the module docstring for the design: at most ``min(leaves, k)`` leaves
-  hold entries, and every coordinate is taken ``k / sum(sizes)`` times in
-  expectation over the seed.
+  hold entries, and every coordinate is taken ``k / n`` times in expectation
+  over the seed (n the number of parameters).  A leaf's indices are its
+  copies (``0 .. n_h - 1`` each), then one or two arithmetic runs.
 
   Args:
-    sizes: the leaves' sizes (entries), in ``jax.tree.leaves`` order.
-    k: the number of entries, 1 <= k <= sum(sizes).
+    shapes: the leaves' shapes, in ``jax.tree.leaves`` order.
+    k: the number of entries, 1 <= k <= n.
     leaves: the most leaves that hold entries (the points m = min(leaves, k)).
     seed: the seed of ``np.random.default_rng``.
 
   Returns:
     One int32 array per leaf (empty for a leaf not drawn), k entries in all.
   """
+  sizes = [math.prod(s) for s in shapes]
   n = int(sum(sizes))
   m = min(int(leaves), int(k))
   rng = np.random.default_rng(seed)
@@ -91,12 +99,22 @@ def draw_subset(sizes: Sequence[int], k: int, leaves: int,
   total = np.zeros(len(sizes), np.int64)
   np.add.at(total, [order[j] for j in where], share)
   out = []
-  for size, t in zip(sizes, total, strict=True):
+  for shape, size, t in zip(shapes, sizes, total, strict=True):
     copies, rest = divmod(int(t), size) if size else (0, 0)
-    idx = np.concatenate([np.repeat(np.arange(size), copies),
-                          rng.choice(size, rest, replace=False)])
-    out.append(np.sort(idx).astype(np.int32))
+    parts = [np.arange(size)] * copies
+    if rest:
+      step = _coprime_step(size // rest, shape[-1] if len(shape) > 1 else 1)
+      parts.append((rng.integers(size) + step * np.arange(rest)) % size)
+    out.append(np.concatenate(parts or [np.zeros(0, np.int64)]).astype(np.int32))
   return out
+
+
+def _coprime_step(most: int, columns: int) -> int:
+  """The largest step <= most that is coprime with ``columns`` (1 at worst)."""
+  step = max(int(most), 1)
+  while math.gcd(step, columns) != 1:
+    step -= 1
+  return step
 
 
 def _fmix32(x: jax.Array) -> jax.Array:
@@ -134,7 +152,7 @@ class View:
 
   ``"all"``: the tree itself (float32 copies); ``"subset"``: k entries drawn
   by :func:`draw_subset` (concatenated in ``jax.tree.leaves`` order, each
-  leaf's in index order); ``"sketch"``: the count-sketch S x in R^k,
+  leaf's in its reading order); ``"sketch"``: the count-sketch S x in R^k,
   (S x)_j = sum over i with h(i) = j of s(i) x_i, with the bucket h(i) and
   the sign s(i) from a hash of (i, seed) - a random linear map with
   E[S^T S] = I, never stored.
@@ -160,7 +178,7 @@ class View:
         + ([] if spread is None else [spread]))) & 0x7FFFFFFF
     self.local = None
     if mode == "subset":
-      self.local = draw_subset(self.sizes, self.k, leaves, seed)
+      self.local = draw_subset(shapes, self.k, leaves, seed)
     if mode == "sketch":
       self.seed_mix = np.uint32(_digest32(str(seed)))
 

@@ -180,9 +180,38 @@ def _child_outvars(eqn):
 
 
 def take(x: Any, idx: np.ndarray) -> jax.Array:
-  """``ravel(x)[idx]`` for sorted in-bounds indices (repeats allowed)."""
-  return jnp.ravel(jnp.asarray(x)).at[idx].get(
-      mode="promise_in_bounds", indices_are_sorted=True)
+  """``ravel(x)[idx]`` for in-bounds indices (repeats allowed).
+
+  One arithmetic run (a strided sample, a block) is a strided slice, which
+  XLA fuses as plain loads; anything else one gather.  Either way a single
+  operand per leaf, so that the concatenation of a few leaves' entries stays
+  one fused kernel (XLA:CPU fuses a concatenate of at most 8 operands).
+  """
+  flat = jnp.ravel(jnp.asarray(x))
+  idx = np.asarray(idx)
+  runs = _runs(idx)
+  if len(runs) == 1:
+    start, step, count = runs[0]
+    return jax.lax.slice(flat, (start,), (start + step * (count - 1) + 1,),
+                         (step,))
+  return flat.at[idx].get(mode="promise_in_bounds",
+                          indices_are_sorted=bool(np.all(np.diff(idx) >= 0)))
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
+  """(start, step >= 1, count) of the maximal arithmetic runs of ``idx``."""
+  runs, i = [], 0
+  while i < len(idx):
+    j = i + 1
+    step = int(idx[j] - idx[i]) if j < len(idx) else 1
+    if step <= 0:
+      step, j = 1, i + 1
+    else:
+      while j < len(idx) and int(idx[j] - idx[j - 1]) == step:
+        j += 1
+    runs.append((int(idx[i]), step, j - i))
+    i = j
+  return runs
 
 
 def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],

@@ -209,7 +209,7 @@ def test_a_subset_is_exactly_the_game_on_those_coordinates(tmp_path):
   # The recorded columns are columns of the full sequence: find them.
   idx = [int(np.flatnonzero(np.all(full == rec[:, [j]], axis=0))[0])
          for j in range(k)]
-  assert idx == sorted(idx) and len(idx) == k              # in order
+  assert len(idx) == k
   rep = fa.regret_of(state)
   assert rep.coords == k and float(rep.fraction) == pytest.approx(k / 27)
   res = regret.game(b1, b2, radius=D, T=T, d=k, key=jax.random.key(0),
@@ -390,7 +390,7 @@ def test_the_optimizer_layer_check_of_streams_is_the_labs():
 # ----------------------------------------------------------------------------
 
 def _monitored_indices(params, **options):
-  """The global indices of a subset's entries (in order, repeats allowed).
+  """The global indices of a subset's entries (in their order, repeats allowed).
 
   Read off a recording, independently of how the subset is drawn: one step
   whose gradient is each coordinate's index (leaves ravelled and concatenated
@@ -447,7 +447,7 @@ def test_the_subset_of_the_update_read_under_jit_is_the_updates_entries(name):
 
   state = tx.init(params)
   idx = _monitored_indices(params, coords=k, seed=seed)
-  assert np.all(np.diff(idx) >= 0) and idx.size == k
+  assert idx.size == k
   for t in range(4):
     g = jax.tree.map(lambda x, t=t: jnp.cos(x * (t + 1.0) + 3.0 * t)
                      .astype(x.dtype), params)

@@ -3,7 +3,8 @@
 * The draw (``_coords.draw_subset``): k entries on at most ``leaves`` leaves,
   and every coordinate taken k / n times in expectation over the seed,
   whatever the size of its leaf (the mean over many seeds is within its
-  standard error of k / n).
+  standard error of k / n); the reads (``_gather.take``: strided slices or a
+  gather) return exactly those entries.
 * The monitor on a subset reports exactly the regret of those entries: equal
   to a float64 recomputation from the gradients and the updates of the run.
 * Unbiased for the whole model: the mean over many seeds of the subset's
@@ -23,6 +24,7 @@ import pytest
 
 import ftrl_adam as fa
 from ftrl_adam import _coords
+from ftrl_adam import _gather
 from helpers import gradient_sequence
 
 # A model-shaped tree: a matrix, a bias smaller than its share of entries, a
@@ -31,10 +33,13 @@ SHAPES = {"emb": (12, 4), "w": (6, 5), "b": (5,), "ln": (3,)}
 B1, D = 0.8, 0.05
 
 
+def _shapes():
+  """The leaves' shapes in ``jax.tree.leaves`` order (the monitor's)."""
+  return jax.tree.leaves(SHAPES, is_leaf=lambda x: isinstance(x, tuple))
+
+
 def _sizes():
-  """The leaves' sizes in ``jax.tree.leaves`` order (the monitor's)."""
-  return [int(np.prod(s)) for s in jax.tree.leaves(
-      SHAPES, is_leaf=lambda x: isinstance(x, tuple))]
+  return [int(np.prod(s)) for s in _shapes()]
 
 
 def _n():
@@ -49,15 +54,21 @@ def test_the_draw_takes_k_entries_from_few_leaves_each_coordinate_k_over_n_times
   counts = np.zeros((seeds, n))
   starts = np.cumsum([0] + sizes[:-1])
   for seed in range(seeds):
-    local = _coords.draw_subset(sizes, k, leaves, seed)
+    local = _coords.draw_subset(_shapes(), k, leaves, seed)
     assert sum(x.size for x in local) == k
     assert sum(x.size > 0 for x in local) <= leaves
     for lo, size, idx in zip(starts, sizes, local, strict=True):
-      assert np.all(np.diff(idx) >= 0) and np.all((idx >= 0) & (idx < size))
+      assert np.all((idx >= 0) & (idx < size))
       np.add.at(counts[seed], lo + idx, 1)
   mean, se = counts.mean(0), counts.std(0) / np.sqrt(seeds)
   assert np.all(np.abs(mean - k / n) <= 4.5 * se + 1e-12), (mean, k / n)
   assert np.all(counts.std(0) > 0) or k == n
+  for seed in range(20):   # the reads: exactly the entries, in their order
+    for shape, idx in zip(_shapes(), _coords.draw_subset(_shapes(), k, leaves,
+                                                        seed), strict=True):
+      x = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+      np.testing.assert_array_equal(np.asarray(_gather.take(jnp.asarray(x), idx)),
+                                    idx.astype(np.float32))
 
 
 def _run(grads, **options):
@@ -91,7 +102,7 @@ def _entries(seed, k, leaves):
   sizes = _sizes()
   starts = np.cumsum([0] + sizes[:-1])
   return np.concatenate([lo + idx for lo, idx in zip(
-      starts, _coords.draw_subset(sizes, k, leaves, seed), strict=True)])
+      starts, _coords.draw_subset(_shapes(), k, leaves, seed), strict=True)])
 
 
 @functools.lru_cache(maxsize=1)
