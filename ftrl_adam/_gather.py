@@ -182,20 +182,31 @@ def _child_outvars(eqn):
 def take(x: Any, idx: np.ndarray) -> jax.Array:
   """``ravel(x)[idx]`` for in-bounds indices (repeats allowed).
 
-  One arithmetic run (a strided sample, a block) is a strided slice, which
-  XLA fuses as plain loads; anything else one gather.  Either way a single
-  operand per leaf, so that the concatenation of a few leaves' entries stays
-  one fused kernel (XLA:CPU fuses a concatenate of at most 8 operands).
+  Indices made of at most 4 arithmetic runs (a strided sample that wraps
+  around, a block) are read as strided slices put side by side with
+  selects on the position (exact bits: no arithmetic), which XLA fuses as
+  plain loads; other indices with one gather.  Either way a single operand
+  per leaf, so that the concatenation of a few leaves' entries stays one
+  fused kernel (XLA:CPU fuses a concatenate of at most 8 operands).
   """
   flat = jnp.ravel(jnp.asarray(x))
   idx = np.asarray(idx)
   runs = _runs(idx)
-  if len(runs) == 1:
-    start, step, count = runs[0]
-    return jax.lax.slice(flat, (start,), (start + step * (count - 1) + 1,),
-                         (step,))
-  return flat.at[idx].get(mode="promise_in_bounds",
-                          indices_are_sorted=bool(np.all(np.diff(idx) >= 0)))
+  if not runs or len(runs) > 4:
+    return flat.at[idx].get(mode="promise_in_bounds",
+                            indices_are_sorted=bool(np.all(np.diff(idx) >= 0)))
+  n, out, end = idx.size, None, idx.size
+  for start, step, count in reversed(runs):
+    piece = jax.lax.slice(flat, (start,), (start + step * (count - 1) + 1,),
+                          (step,))
+    if out is None and count == n:
+      return piece
+    piece = jax.lax.pad(piece, jnp.zeros((), flat.dtype),
+                        [(end - count, n - end, 0)])
+    out = piece if out is None else jnp.where(
+        jnp.arange(n) < end, piece, out)
+    end -= count
+  return out
 
 
 def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
