@@ -29,8 +29,9 @@ sequence given as ``regret.from_array`` (tested).
 
 This module is the optimizer layer: it reads the gradient and the update,
 never re-implements a learner, and imports nothing of the lab.  The host-side
-:class:`RegretRecorder` writes the monitored gradients to a folder that
-:func:`ftrl_adam.regret.replay` plays back in the beta-grid.
+:class:`ftrl_adam.RegretRecorder` (module ``ftrl_adam.recording``) writes the
+monitored gradients to a folder that :func:`ftrl_adam.regret.replay` plays
+back in the beta-grid.
 
 References:
   Nguyen, *How to Set beta1, beta2 in Adam: An Online Learning Perspective*,
@@ -41,15 +42,11 @@ References:
   (why this regret controls training: the online-to-nonconvex conversion).
 """
 
-
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
-import tempfile
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -67,8 +64,6 @@ _f32 = jnp.float32
 _is_none = _numerics.is_none
 
 DOMAINS = _d3.DOMAINS
-FORMAT = "ftrl_adam.gradient_recording"
-MANIFEST = "manifest.json"
 
 
 # The rows of RegretMonitorState.streams and the entries of .sums.
@@ -552,250 +547,3 @@ def regret_of(opt_state: Any, name: Optional[str] = None) -> MonitoredRegret:
       step=st.count, regret=sums[1], max_regret=sums[2], loss=sums[0],
       bound=bound, sum_grads=sum_grads, coords=k, fraction=st.fraction)
 
-
-# ----------------------------------------------------------------------------
-# Recording the monitored gradients (host side).
-# ----------------------------------------------------------------------------
-
-
-def _read_manifest(directory: str) -> dict:
-  path = os.path.join(directory, MANIFEST)
-  try:
-    with open(path, encoding="utf-8") as f:
-      manifest = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(
-        f"{directory!r} is not a gradient recording ({MANIFEST} unreadable: "
-        f"{type(e).__name__}: {e}).") from e
-  if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-    raise ValueError(f"{path!r} is not a gradient recording manifest (format "
-                     f"{FORMAT!r} expected).")
-  return manifest
-
-
-def _atomic_write(directory: str, name: str, write) -> None:
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-    os.replace(tmp, os.path.join(directory, name))
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def recorded_gradients(directory: Union[str, os.PathLike]) -> np.ndarray:
-  """The gradients a :class:`RegretRecorder` wrote, as one float32 array.
-
-  Row t - 1 is round t's gradient on the monitored coordinates (the leaves
-  ravelled and concatenated in ``jax.tree.leaves`` order, the subset's
-  entries in index order, or the sketch's buckets).
-
-  Args:
-    directory: the recording's folder.
-
-  Returns:
-    A ``(T, d)`` float32 NumPy array (T = the rounds recorded).
-
-  Raises:
-    ValueError: not a recording, a missing or inconsistent chunk, or no round
-      recorded yet.
-
-  Example:
-    >>> import tempfile, jax.numpy as jnp, optax, ftrl_adam as fa
-    >>> folder = tempfile.mkdtemp()
-    >>> tx = fa.regret_monitor(optax.sgd(0.1), radius=1.0, b1=0.9,
-    ...                        record_every=2)
-    >>> recorder = fa.RegretRecorder(folder, max_rounds=100)
-    >>> params = jnp.zeros(2)
-    >>> state = tx.init(params)
-    >>> for t in range(1, 4):
-    ...   _, state = tx.update(jnp.array([t, -t], jnp.float32), state, params)
-    ...   _ = recorder.update(state)     # writes rounds 1-2 at step 2
-    >>> _ = recorder.flush(state)        # and round 3
-    >>> fa.recorded_gradients(folder).tolist()
-    [[1.0, -1.0], [2.0, -2.0], [3.0, -3.0]]
-  """
-  directory = os.fspath(directory)
-  manifest = _read_manifest(directory)
-  parts, expect = [], 1
-  for entry in manifest["chunks"]:
-    file, first, last = entry["file"], int(entry["first"]), int(entry["last"])
-    if first != expect:
-      raise ValueError(f"recording {directory!r}: chunk {file} starts at round "
-                       f"{first}, expected {expect}.")
-    try:
-      with np.load(os.path.join(directory, file)) as z:
-        g = np.asarray(z["g"], np.float32)
-    except (OSError, KeyError, ValueError) as e:
-      raise ValueError(f"recording {directory!r}: chunk {file} unreadable "
-                       f"({type(e).__name__}: {e}).") from e
-    if g.shape != (last - first + 1, int(manifest["d"])):
-      raise ValueError(f"recording {directory!r}: chunk {file} has shape "
-                       f"{g.shape}, expected {(last - first + 1, manifest['d'])}.")
-    parts.append(g)
-    expect = last + 1
-  if not parts:
-    raise ValueError(f"recording {directory!r} holds no round yet.")
-  return np.concatenate(parts, axis=0)
-
-
-class RegretRecorder:
-  """Writes the monitored gradients to a folder of chunks, during training.
-
-  Host side, outside ``jit``: build the monitor with
-  ``regret_monitor(..., record_every=B)`` (it keeps the last B monitored
-  gradients in its state) and call :meth:`update` with the optimizer state
-  after each step (or every B steps): when B new rounds are buffered, they are
-  appended to ``directory`` as one ``.npz`` chunk and the ``manifest.json``
-  is rewritten (both atomically: an interrupted write leaves the recording
-  as it was).  :meth:`flush` writes the rounds buffered so far (call it after
-  the last step).
-
-  * **Bounded**: at most ``max_rounds`` rounds; a round beyond is refused
-    with a ``ValueError`` (the rounds that fit are written first).
-  * **Resumable with the run**: a new recorder on an existing folder
-    continues it.  Rounds already on disk are skipped (a run resumed from a
-    checkpoint replays them), and the monitor's coordinates must be the same
-    (same parameter layout, ``coords`` and ``seed``).
-  * Read it back with :func:`recorded_gradients`, or replay it in the
-    beta-grid with :func:`ftrl_adam.regret.replay`.
-
-  One process; the state must be unbatched (one run).
-
-  Args:
-    directory: the folder (created if needed).
-    max_rounds: the most rounds the recording may hold, an int >= 1 (its
-      size is ``max_rounds * coords * 4`` bytes).
-    name: the monitor's ``name``, when the state holds several.
-
-  Raises:
-    ValueError: a bad ``max_rounds`` (or below the rounds already recorded),
-      or a folder that holds files but no recording.
-
-  Example:
-    >>> import tempfile, jax.numpy as jnp, optax, ftrl_adam as fa
-    >>> folder = tempfile.mkdtemp()
-    >>> tx = fa.regret_monitor(optax.sgd(0.1), radius=1.0, b1=0.9,
-    ...                        record_every=4)
-    >>> recorder = fa.RegretRecorder(folder, max_rounds=10)
-    >>> params, state = jnp.zeros(3), tx.init(jnp.zeros(3))
-    >>> for t in range(9):
-    ...   _, state = tx.update(jnp.ones(3), state, params)
-    ...   _ = recorder.update(state)
-    >>> recorder.rounds                   # two chunks of 4; round 9 buffered
-    8
-    >>> fa.RegretRecorder(folder, max_rounds=10).flush(state)   # resumed
-    1
-  """
-
-  def __init__(self, directory: Union[str, os.PathLike], *, max_rounds: int,
-               name: Optional[str] = None):
-    self.max_rounds = _checks.check_positive_int("max_rounds", max_rounds)
-    if name is not None and not isinstance(name, str):
-      raise ValueError(f"`name` must be a string or None, got {name!r}.")
-    self.name = name
-    self.directory = os.fspath(directory)
-    os.makedirs(self.directory, exist_ok=True)
-    if os.path.exists(os.path.join(self.directory, MANIFEST)):
-      self._manifest = _read_manifest(self.directory)
-    elif [f for f in os.listdir(self.directory) if not f.startswith(".")]:
-      raise ValueError(
-          f"`directory` {self.directory!r} holds files but no {MANIFEST}: "
-          "not a gradient recording (give an empty or new folder).")
-    else:
-      self._manifest = {"format": FORMAT, "version": 1, "d": None,
-                        "coords_id": None, "fraction": None, "rounds": 0,
-                        "max_rounds": self.max_rounds, "chunks": []}
-      self._save_manifest()
-    if self._manifest["rounds"] > self.max_rounds:
-      raise ValueError(
-          f"`max_rounds` = {self.max_rounds} is below the "
-          f"{self._manifest['rounds']} rounds already in {self.directory!r}.")
-
-  def _save_manifest(self) -> None:
-    text = json.dumps(self._manifest, indent=1).encode()
-    _atomic_write(self.directory, MANIFEST, lambda f: f.write(text))
-
-  @property
-  def rounds(self) -> int:
-    """The rounds written so far."""
-    return int(self._manifest["rounds"])
-
-  def update(self, opt_state: Any) -> int:
-    """Writes the buffered rounds once ``record_every`` of them are new.
-
-    Returns:
-      The number of rounds written (0 if none).
-
-    Raises:
-      ValueError: no monitor with ``record_every`` in the state, rounds lost
-        (more than ``record_every`` steps since the last write), other
-        coordinates than the recording's, or ``max_rounds`` exceeded.
-    """
-    return self._write(opt_state, force=False)
-
-  def flush(self, opt_state: Any) -> int:
-    """Writes every buffered round not on disk yet (e.g. after the last step).
-
-    Returns:
-      The number of rounds written.
-
-    Raises:
-      ValueError: as :meth:`update`.
-    """
-    return self._write(opt_state, force=True)
-
-  def _write(self, opt_state: Any, force: bool) -> int:
-    st = _monitor_state(opt_state, self.name)
-    leaves = [np.asarray(x) for x in jax.tree.leaves(st.recent)]
-    if not leaves or leaves[0].size == 0:
-      raise ValueError(
-          "The monitor keeps no gradients to record: build it with "
-          "`regret_monitor(..., record_every=B)`.")
-    if np.ndim(st.count) != 0:
-      raise ValueError("`RegretRecorder` records one run: the monitor's state "
-                       f"is batched (count of shape {np.shape(st.count)}).")
-    count, done = int(st.count), self.rounds
-    size = leaves[0].shape[0]
-    if count <= done:
-      return 0     # a resumed run recomputing rounds already on disk
-    if count - done > size:
-      raise ValueError(
-          f"Rounds {done + 1}-{count - size} were not recorded: the monitor "
-          f"keeps the last {size} gradients (record_every), and the recording "
-          f"{self.directory!r} ends at round {done}. Call `update` at least "
-          f"every {size} steps.")
-    if not force and count - done < size:
-      return 0
-    rows = [(t - 1) % size for t in range(done + 1, count + 1)]
-    g = np.concatenate([x.reshape(size, -1) for x in leaves], axis=1)[rows]
-    manifest = self._manifest
-    cid, frac = int(st.coords_id), float(st.fraction)
-    if manifest["d"] is None:
-      manifest.update(d=int(g.shape[1]), coords_id=cid, fraction=frac)
-    elif (manifest["d"], manifest["coords_id"]) != (g.shape[1], cid):
-      raise ValueError(
-          f"The recording {self.directory!r} holds other coordinates "
-          f"({manifest['d']} of selection {manifest['coords_id']}) than this "
-          f"monitor ({g.shape[1]} of selection {cid}): same parameter layout, "
-          "`coords` and `seed` are needed to continue it.")
-    room = self.max_rounds - done
-    fits = g[:room]
-    if len(fits):
-      first, last = done + 1, done + len(fits)
-      file = f"g_{first:09d}_{last:09d}.npz"
-      _atomic_write(self.directory, file,
-                    lambda f: np.savez(f, g=fits.astype(np.float32)))
-      manifest["chunks"].append({"file": file, "first": first, "last": last})
-      manifest["rounds"] = last
-      manifest["max_rounds"] = self.max_rounds
-      self._save_manifest()
-    if len(fits) < len(g):
-      raise ValueError(
-          f"The recording {self.directory!r} is full: max_rounds = "
-          f"{self.max_rounds} rounds recorded, round {self.max_rounds + 1} "
-          "refused (give a larger `max_rounds` to a new RegretRecorder on "
-          "this folder to continue, or start a new folder).")
-    return len(fits)

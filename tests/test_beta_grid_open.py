@@ -213,7 +213,7 @@ def test_worst_case_search_in_the_grid_and_the_cli(tmp_path, capsys):
       in printed
   assert (out / "regret_worst_case.png").exists()
   header = (out / "results.csv").read_text().splitlines()[0].split(",")
-  assert header[-6:] == list(regret.study.WORST_COLUMNS)
+  assert header[-6:] == list(regret.cells.WORST_COLUMNS)
   with pytest.raises(SystemExit):
     cli.main(["regret", "--adversaries", "worst", "--domain", "ball",
               "--out", str(tmp_path / "x")])

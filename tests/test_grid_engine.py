@@ -263,8 +263,16 @@ def test_one_trace_one_compilation():
   try:
     out = grid.run_grid(cell, table, chunk_size=3, progress=False)  # 3 chunks
     assert (len(traces), len(compiles)) == (1, 1)
-    again = grid.run_grid(cell, table, chunk_size=3, progress=False)
-    assert (len(traces), len(compiles)) == (1, 1)  # the program is cached
+    # A program built beforehand (compile_ahead) is run as it is: no trace,
+    # no compilation in run_grid; nothing is cached behind the caller's back.
+    program = grid.compile_ahead(cell, table, chunk_size=3)
+    program.compile()
+    assert (len(traces), len(compiles)) == (2, 2)
+    again = grid.run_grid(cell, table, chunk_size=3, progress=False,
+                          program=program)
+    assert (len(traces), len(compiles)) == (2, 2)
+    with pytest.raises(ValueError, match="chunks of 3 rows, not 4"):
+      grid.run_grid(cell, table, chunk_size=4, program=program)
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   assert_bitwise_equal(out, again)
@@ -294,6 +302,16 @@ _SUBPROCESS = textwrap.dedent("""
                         progress=False, on_chunk=lambda i: computed.append(i.index))
     res.update({"resume/" + k: v for k, v in out.items()})
     res["resume/computed"] = np.array(computed)
+    # With XLA's default options the bits may depend on the device count: a
+    # folder that 1 device started is not resumed on 8.
+    try:
+      grid.run_grid(m.cheap_cell, m.cheap_table(), chunk_size=5,
+                    out_dir=sys.argv[4], config=m.CHEAP_CONFIG,
+                    compiler_options=grid.fast_compiler_options(),
+                    progress=False)
+      res["fast/refused"] = np.array("")
+    except grid.ResultsFolderError as e:
+      res["fast/refused"] = np.array(str(e))
     np.savez(sys.argv[2], **res)
     """)
 
@@ -312,16 +330,19 @@ def _stop_after(k, seen):
 
 def test_eight_devices_match_one_device(tmp_path):
   folder = tmp_path / "started_on_one_device"
-  with pytest.raises(_Stop):
-    grid.run_grid(cheap_cell, cheap_table(), chunk_size=5, out_dir=folder,
-                  config=CHEAP_CONFIG, progress=False,
-                  on_chunk=_stop_after(1, []))
+  fast = tmp_path / "fast_options_on_one_device"
+  for out, options in ((folder, None), (fast, grid.fast_compiler_options())):
+    with pytest.raises(_Stop):
+      grid.run_grid(cheap_cell, cheap_table(), chunk_size=5, out_dir=out,
+                    config=CHEAP_CONFIG, progress=False,
+                    compiler_options=options, on_chunk=_stop_after(1, []))
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
       os.environ.get("XLA_FLAGS", "") +
       " --xla_force_host_platform_device_count=8").strip())
   result = tmp_path / "eight.npz"
   proc = subprocess.run(
-      [sys.executable, "-c", _SUBPROCESS, __file__, str(result), str(folder)],
+      [sys.executable, "-c", _SUBPROCESS, __file__, str(result), str(folder),
+       str(fast)],
       env=env, capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with np.load(result) as z:
@@ -330,6 +351,8 @@ def test_eight_devices_match_one_device(tmp_path):
   for name in ("train", "dot"):
     table, ref = reference(name)
     assert_bitwise_equal(sub(name + "/"), {**table, **ref})
+  refused = str(got.pop("fast/refused"))
+  assert "changed: device_count" in refused, refused
   resumed = sub("resume/")
   assert resumed.pop("computed").tolist() == [1, 2]
   assert_bitwise_equal(resumed, grid.run_grid(cheap_cell, cheap_table(),
@@ -348,6 +371,11 @@ def _run(folder, **kw):
   return grid.run_grid(cheap_cell, table, out_dir=folder, **kw)
 
 
+def _names(folder):
+  """The folder's files but the hidden ones (the writer's lock)."""
+  return sorted(n for n in os.listdir(folder) if not n.startswith("."))
+
+
 def test_interrupt_and_resume(tmp_path):
   ref = grid.run_grid(cheap_cell, cheap_table(), chunk_size=3, progress=False)
   folder = tmp_path / "run"
@@ -355,7 +383,7 @@ def test_interrupt_and_resume(tmp_path):
   with pytest.raises(_Stop):
     _run(folder, on_chunk=_stop_after(2, seen))
   assert seen == [0, 1]
-  assert sorted(os.listdir(folder)) == [
+  assert _names(folder) == [
       "chunk_000000.npz", "chunk_000001.npz", "manifest.json"]
   stamps = {n: os.stat(folder / n).st_mtime_ns for n in os.listdir(folder)
             if n.startswith("chunk")}
@@ -366,7 +394,7 @@ def test_interrupt_and_resume(tmp_path):
   assert computed == [2, 3]  # the finished chunks were loaded, not recomputed
   assert_bitwise_equal(out, ref)
   assert {n: os.stat(folder / n).st_mtime_ns for n in stamps} == stamps
-  assert sorted(os.listdir(folder)) == [
+  assert _names(folder) == [
       "chunk_000000.npz", "chunk_000001.npz", "chunk_000002.npz",
       "chunk_000003.npz", "manifest.json"]
 
@@ -388,7 +416,7 @@ def test_changed_run_is_refused(tmp_path):
   table["b1"] = table["b1"] + np.float32(0.01)
   with pytest.raises(grid.ResultsFolderError, match="table_digest"):
     _run(folder, table=table)
-  with pytest.raises(grid.ResultsFolderError, match="chunk_size=3"):
+  with pytest.raises(grid.ResultsFolderError, match="give `chunk_size` 3"):
     _run(folder, chunk_size=4)
   with pytest.raises(grid.ResultsFolderError, match="compiler_options"):
     _run(folder, compiler_options={})
@@ -418,7 +446,7 @@ def test_corrupt_chunk_is_refused(tmp_path):
   other = tmp_path / "other"
   _run(other, config={"task": "other"})
   shutil.copy(other / "chunk_000001.npz", chunk)
-  with pytest.raises(grid.ResultsFolderError, match="fingerprint"):
+  with pytest.raises(grid.ResultsFolderError, match="does not match its SHA"):
     _run(folder)
   chunk.write_bytes(good)
   shutil.copy(chunk, folder / "chunk_000099.npz")
@@ -439,7 +467,7 @@ def test_foreign_folder_is_refused(tmp_path):
   assert os.listdir(folder) == ["thesis.tex"]
 
   for text, match in (("{not json", "unreadable"),
-                      ('{"hello": 1}', "not a manifest")):
+                      ('{"hello": 1}', "is not the manifest of")):
     bad = tmp_path / f"bad{len(text)}"
     bad.mkdir()
     (bad / "manifest.json").write_text(text)
@@ -456,6 +484,17 @@ def test_foreign_folder_is_refused(tmp_path):
 # ----------------------------------------------------------------------------
 # Errors, progress, CSV, JSON, heatmap.
 # ----------------------------------------------------------------------------
+
+def test_an_option_this_xla_does_not_know_is_an_error(monkeypatch):
+  """A renamed XLA option must not silently weaken reproducibility."""
+  from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(devices, "_CPU_LIBRARY_FUSION_OPTIONS", {
+      **devices._CPU_LIBRARY_FUSION_OPTIONS, "xla_cpu_no_such_option": ""})
+  with pytest.raises(RuntimeError, match="xla_cpu_no_such_option"):
+    grid.compiler_options()
+  with pytest.raises(RuntimeError, match="bit-reproducible"):
+    grid.run_grid(cheap_cell, cheap_table(), chunk_size=4, progress=False)
+
 
 def test_bad_arguments():
   table = cheap_table()

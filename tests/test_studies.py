@@ -168,7 +168,10 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   # Same command again: every chunk is loaded, nothing recomputed.
   assert _study_cli([*TINY, "--out", out, "--no-progress"]) == 0
   assert _study_cli([*TINY, "--out", out]) == 0
-  assert "2 chunk(s) (16 cells) already done" in capsys.readouterr().err
+  printed = capsys.readouterr()
+  assert "16 cells already done" in printed.err
+  assert "nothing to compute" in printed.err
+  assert "no new cells: every chunk was on disk" in printed.out
   with open(os.path.join(out, "results.csv")) as f:
     assert f.read() == first
 
@@ -278,7 +281,7 @@ def test_tune_learning_rate_per_b1_b2_mean_over_seeds():
     sel = tuned["b1"] == np.float32(r["b1"])
     assert r["value"] == pytest.approx(np.min(tuned["val_loss"][sel]))
     assert r["b1_squared"] == pytest.approx(r["b1"] ** 2)
-    assert r["ratio"] == pytest.approx(r["b1"] / np.sqrt(r["best_b2"]))
+    assert r["beta_ratio"] == pytest.approx(r["b1"] / np.sqrt(r["best_b2"]))
   text = studies.format_summary(rows, "val_loss")
   assert "b1^2" in text and "best b2" in text
 

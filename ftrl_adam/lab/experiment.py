@@ -1,28 +1,26 @@
-"""The experiment runner: one results folder, one resume protocol, every study.
+"""The experiment runner: one results folder, one resume protocol, every experiment.
 
-An *experiment* is a small spec object (the beta-grid of
-:func:`ftrl_adam.regret.beta_grid`, a training study of
-:func:`ftrl_adam.studies.make_study`) that owns its defaults and checks and says
-what to run; :func:`run_experiment` runs any of them the same way:
+An *experiment* (:class:`ftrl_adam.lab.protocol.Experiment`: the beta-grid
+of :func:`ftrl_adam.regret.beta_grid`, a training study of
+:func:`ftrl_adam.studies.make_study`) owns its options and checks and
+answers the runner's questions with data; :func:`run_experiment` runs any of
+them the same way, calling the experiment in one direction only:
 
-1. **Size first.**  ``spec.size()`` states the work (cells, units of work,
-   the host memory of the results table, the device memory of a chunk) before
-   anything is allocated; what cannot fit this machine is refused with a
-   one-line :class:`TooBigError` naming the options to change, and nothing is
-   written.
-2. **Parts.**  ``spec.parts()`` returns one :class:`Part` per compiled
-   program (the beta-grid: one per adversary): a table, a cell (or group)
-   function and the settings that fingerprint it.  Each runs through
+1. **Size first.**  ``spec.size()`` states the work before anything is
+   allocated; what cannot fit this machine is refused with a one-line
+   :class:`TooBigError` naming the options to change, and nothing is written.
+2. **Parts.**  ``spec.parts(done)`` returns the compiled programs to run next
+   (the beta-grid: one per adversary, all at once); each is traced, compiled
+   in a thread while the previous one runs, and run through
    :func:`ftrl_adam.grid.run_grid` into ``out_dir/grid_<part>/`` (chunks
-   written atomically, resumed on the next identical call).
-3. **One table, one report.**  ``spec.assemble`` joins the parts into one
-   tidy table (``results.csv``), ``spec.extra_tables`` derives more tables
-   (a study's ``tuned.csv``), ``spec.summarize`` / ``spec.format_summary``
-   make ``summary.txt``, ``spec.figures`` draws the heatmaps.  A spec may
-   also have ``part_figures(part, res, out)``: the figures of one part,
-   drawn in a thread as soon as the part is done (while the next parts
-   compile and run); ``spec.figures(result, out, drawn=<part names>)``
-   then draws the rest.
+   written atomically, resumed on the next identical call).  The runner asks
+   again with the parts done until the experiment has no more.
+3. **Results, then pictures.**  ``spec.assemble`` joins the parts into one
+   tidy table; ``results.csv``, the extra tables, ``summary.txt`` and
+   ``run.json`` are written; only then are the figures the experiment
+   describes (``spec.figures``: :class:`ftrl_adam.lab.protocol.Heatmap` data)
+   drawn by :mod:`ftrl_adam.lab.report.figures`, on this thread, from the
+   tables just written.
 
 The results folder::
 
@@ -34,12 +32,19 @@ The results folder::
       *.png             the figures
       grid_<part>/      the engine's manifest and chunk files
 
-``run.json`` is written first (``"status": "running"``), then at the end
-(``"complete"``, with the wall time of this call and the compute time summed
-over every call that contributed chunks); an interrupted call leaves
-``"interrupted"`` and the finished chunks.  A folder of another experiment or
-configuration is refused (:class:`ftrl_adam.grid.ResultsFolderError`), never
-mixed.
+The run holds the folder's lock (``out_dir/.lock``, ``ftrl_adam._store``)
+from before anything is written or deleted until it returns; a second run on
+the folder is refused with one line naming the holder's pid, and the OS
+releases the lock of a process that dies.  ``run.json`` is written first
+(``"status": "running"`` and the pid), then at the end (``"complete"``, with
+the wall time of this call and the compute time summed over every call that
+contributed chunks); an interrupted call leaves ``"interrupted"`` and the
+finished chunks.  A run killed (or stopped by a full disk) leaves
+``"running"`` with no process holding the folder: :func:`run_status` tells
+it from a live run, and the next call resumes it and says so.  A folder of
+another experiment or configuration is refused
+(:class:`ftrl_adam.grid.ResultsFolderError`), never mixed.  Calling again on a complete folder computes nothing and, unless
+``redraw``, draws only the figures that are missing.
 """
 
 from __future__ import annotations
@@ -55,16 +60,27 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
-import numpy as np
 
-from ftrl_adam.lab.engine import _folder as _grid_io
-from ftrl_adam.lab import engine as grid
+from ftrl_adam import _store
+from ftrl_adam.lab import engine
+from ftrl_adam.lab.engine import _folder
+from ftrl_adam.lab.engine import devices as _devices
 from ftrl_adam.lab.engine._folder import ResultsFolderError
+from ftrl_adam.lab.protocol import Experiment
+from ftrl_adam.lab.protocol import Part
+from ftrl_adam.lab.protocol import Result
+from ftrl_adam.lab.protocol import Size
+from ftrl_adam.lab.protocol import Table
+from ftrl_adam.lab.protocol import format_bytes
 
 RUN_JSON = "run.json"
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.txt"
-FORMAT_VERSION = 2
+# 4: the folders on ftrl_adam._store (a writer lock, chunks bound to their
+#    role and SHA-256: the engine's results format 3), run.json's pid;
+# 3: figures listed in run.json; the engine's fingerprints hold the device
+#    count.
+FORMAT_VERSION = 4
 
 # Host memory a results table may take, as a fraction of what is available.
 _HOST_FRACTION = 0.5
@@ -74,163 +90,24 @@ class TooBigError(ValueError):
   """An experiment that cannot fit this machine (refused before allocating)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Part:
-  """One compiled program of an experiment.
-
-  Attributes:
-    name: short name, used for the folder ``grid_<name>`` and the progress.
-    n_cells: rows of its table.
-    table: a function returning the tidy table (built after the size check).
-    cell_fn: the cell function, or the group function with ``group_size``.
-    config: JSON settings the cells depend on besides the table (the
-      fingerprint of ``grid_<name>``).
-    chunk_size: cells per chunk.
-    group_size: None, or the number of consecutive rows sharing one input
-      stream (see :func:`ftrl_adam.grid.run_grid`).
-    work_per_cell: units of work per cell (for the ETA).
-  """
-
-  name: str
-  n_cells: int
-  table: Callable[[], dict[str, np.ndarray]]
-  cell_fn: Callable[..., Any]
-  config: Mapping[str, Any]
-  chunk_size: int
-  group_size: Optional[int] = None
-  work_per_cell: float = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Size:
-  """How big an experiment is, computed without building it.
-
-  Attributes:
-    cells: rows of the results table.
-    work: units of work in all (e.g. coordinate-rounds).
-    unit: what a unit of work is.
-    host_bytes: host memory of the results table while it is assembled.
-    chunk_bytes: device memory of the largest chunk.
-    rate: a documented throughput in units per second on this platform, for
-      the time estimate (0: unknown).
-    too_big_hint: what to change when it does not fit (names the options).
-  """
-
-  cells: int
-  work: float
-  unit: str
-  host_bytes: float
-  chunk_bytes: float
-  rate: float
-  too_big_hint: str
-
-  def describe(self) -> str:
-    eta = (f", about {_grid_io.format_seconds(self.work / self.rate)} at "
-           f"{self.rate / 1e6:,.0f} M {self.unit}/s"
-           if self.rate > 0 else "")
-    return (f"{self.cells:,} cells, {self.work:.3g} {self.unit}; results table "
-            f"{_bytes(self.host_bytes)} of host memory, "
-            f"{_bytes(self.chunk_bytes)} per chunk on a device{eta}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentResult:
-  """What :func:`run_experiment` returns.
-
-  Attributes:
-    spec: the experiment that ran.
-    table: the tidy results table (``results.csv``).
-    extra: derived tables by name (e.g. ``{"tuned": ...}`` of a study).
-    summary: the summary rows (``spec.summarize``).
-    seconds: ``{"wall": ..., "compute": ..., <part>: ...}``: the wall time
-      of this call, the compute time of every chunk (earlier interrupted calls
-      included) and each part's wall time in this call.
-    files: ``name -> path`` of the files written (empty without ``out_dir``).
-  """
-
-  spec: Any
-  table: dict[str, np.ndarray]
-  extra: dict[str, dict[str, np.ndarray]]
-  summary: list[dict[str, Any]]
-  seconds: dict[str, float]
-  files: dict[str, str]
-
-  @property
-  def text(self) -> str:
-    """The summary as printed (``summary.txt``)."""
-    return self.spec.format_summary(self)
-
-
-def _bytes(n: float) -> str:
-  for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-    if abs(n) < 1000 or unit == "PB":
-      return f"{n:.3g} {unit}"
-    n /= 1000.0
-  return f"{n:.3g} PB"  # pragma: no cover
-
-
-def available_memory() -> float:
-  """Bytes of host memory available to this process (Linux: MemAvailable)."""
-  try:
-    with open("/proc/meminfo", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("MemAvailable:"):
-          return float(line.split()[1]) * 1024.0
-  except OSError:
-    pass
-  try:
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-  except (ValueError, OSError, AttributeError):  # pragma: no cover
-    return float("inf")
-
-
-def device_memory() -> float:
-  """Bytes of memory of the first device (host memory for a CPU)."""
-  dev = jax.devices()[0]
-  if dev.platform == "cpu":
-    return available_memory()
-  try:
-    stats = dev.memory_stats() or {}
-  except Exception:  # pylint: disable=broad-except
-    stats = {}
-  return float(stats.get("bytes_limit", float("inf")))
-
-
 def check_size(size: Size) -> None:
   """Raises :class:`TooBigError` when the experiment cannot fit this machine."""
-  host, dev = available_memory(), device_memory()
+  host, dev = _devices.available_memory(), _devices.device_memory()
   if size.host_bytes > _HOST_FRACTION * host:
     raise TooBigError(
         f"too big for this machine: {size.cells:,} cells need about "
-        f"{_bytes(size.host_bytes)} of host memory for the results (available: "
-        f"{_bytes(host)}); {size.too_big_hint}. Nothing was written.")
+        f"{format_bytes(size.host_bytes)} of host memory for the results (available: "
+        f"{format_bytes(host)}); {size.too_big_hint}. Nothing was written.")
   if size.chunk_bytes > _HOST_FRACTION * dev:
     raise TooBigError(
         f"too big for this machine: one chunk needs about "
-        f"{_bytes(size.chunk_bytes)} of device memory (available: "
-        f"{_bytes(dev)}); lower `chunk_size`. Nothing was written.")
+        f"{format_bytes(size.chunk_bytes)} of device memory (available: "
+        f"{format_bytes(dev)}); lower `chunk_size`. Nothing was written.")
 
 
 # ----------------------------------------------------------------------------
 # The results folder.
 # ----------------------------------------------------------------------------
-
-def _is_writer() -> bool:
-  return jax.process_index() == 0
-
-
-def _agree(error: Optional[BaseException]) -> None:
-  """Raises on every process if process 0 raised (multi-process runs)."""
-  if jax.process_count() == 1:
-    if error is not None:
-      raise error
-    return
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  flag = multihost_utils.broadcast_one_to_all(np.int32(error is not None))
-  if int(np.asarray(flag)):
-    raise error if error is not None else ResultsFolderError(
-        "process 0 refused the results folder; see its error message.")
-
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
   keys = sorted(set(old) | set(new))
@@ -240,7 +117,7 @@ def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 def _is_engine_folder(path: str) -> bool:
   names = os.listdir(path)
-  return bool(names) and len(_grid_io.engine_files(names)) == len(names)
+  return bool(names) and len(_folder.engine_files(names)) == len(names)
 
 
 def _own_file(spec: Any, name: str) -> bool:
@@ -249,19 +126,18 @@ def _own_file(spec: Any, name: str) -> bool:
           or (name.endswith(".png") and name.startswith(spec.FIGURE_PREFIXES)))
 
 
-def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
-                 overwrite: bool) -> None:
-  """Accepts a new/empty folder or this run's folder; refuses anything else."""
+def _check_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
+                   overwrite: bool) -> Optional[dict]:
+  """Refuses a folder that is not this experiment's (reads only); returns
+  its run.json (None for a new or empty folder)."""
   what = spec.WHAT
-  hint = (f"Pick a new (or empty) out_dir, or pass overwrite=True to discard "
-          f"the results in {out_dir!r}.")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ResultsFolderError(
         f"out_dir {out_dir!r} exists and is not a folder. Pick another out_dir.")
-  os.makedirs(out_dir, exist_ok=True)
-  names = sorted(os.listdir(out_dir))
+  names = sorted(n for n in os.listdir(out_dir) if not n.startswith(".")) if (
+      os.path.isdir(out_dir)) else []
   if not names:
-    return
+    return None
   path = os.path.join(out_dir, RUN_JSON)
   if RUN_JSON not in names:
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -276,7 +152,7 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     raise ResultsFolderError(
         f"{path!r} is unreadable ({type(e).__name__}: {e}): {out_dir!r} is "
         f"damaged or not a {what} results folder. Pick a new (or empty) "
-        f"out_dir.") from e
+        f"out_dir.") from None
   if not isinstance(old, dict) or old.get("format") != spec.FORMAT:
     raise ResultsFolderError(
         f"{path!r} is not the run.json of a {what} ({spec.FORMAT!r}), so "
@@ -286,51 +162,168 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     raise ResultsFolderError(
         f"{out_dir!r} was written by a newer ftrl_adam (format "
         f"{old.get('format_version')}). Upgrade or pick a new out_dir.")
-  new = json.loads(_grid_io.canonical_json(dict(config)))
-  if old.get("config") == new and old.get(
-      "format_version") == FORMAT_VERSION and not overwrite:
-    return                                             # a resume
-  if not overwrite:
+  hint = (f"Pick a new (or empty) out_dir, or pass overwrite=True to discard "
+          f"the results in {out_dir!r}.")
+  if old.get("format_version", 0) < FORMAT_VERSION and not overwrite:
+    raise ResultsFolderError(
+        f"{out_dir!r} was written by an earlier ftrl_adam (results format "
+        f"{old.get('format_version')}; this version writes format "
+        f"{FORMAT_VERSION}, whose chunks carry content digests and whose "
+        f"fingerprints hold the device count): its chunks cannot be verified, "
+        f"so it is not resumed. " + hint)
+  new = json.loads(_folder.canonical_json(dict(config)))
+  if not overwrite and (old.get("config") != new
+                        or old.get("format_version") != FORMAT_VERSION):
     changes = _changed(old.get("config") or {}, new) or (
         f"format_version: {old.get('format_version')!r} -> {FORMAT_VERSION}")
     raise ResultsFolderError(
         f"{out_dir!r} holds the results of a different {what} (changed: "
         f"{changes}); they are never mixed. " + hint)
-  for n in names:                                      # overwrite: our files
+  return old
+
+
+def _clear(spec: Any, out_dir: str) -> None:
+  """overwrite: deletes the experiment's own files and engine folders."""
+  for n in sorted(os.listdir(out_dir)):
     p = os.path.join(out_dir, n)
+    if n.startswith("grid_") and os.path.islink(p):
+      raise ResultsFolderError(
+          f"{p!r} is a symbolic link, not a folder the {spec.WHAT} wrote, so "
+          "overwrite=True does not delete it: remove the link yourself, or "
+          "pick a new (or empty) out_dir.")
     if os.path.isfile(p) and _own_file(spec, n):
       os.remove(p)
-    elif (os.path.isdir(p) and n.startswith("grid_")
-          and _is_engine_folder(p)):
+    elif os.path.isdir(p) and n.startswith("grid_") and _is_engine_folder(p):
       shutil.rmtree(p)
 
 
-def _import_plots() -> dict[str, str]:
-  importlib.import_module("ftrl_adam.lab.report.figures")
-  return {}
+def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
+                 overwrite: bool) -> tuple[_store.FolderLock, Optional[dict]]:
+  """Takes ``out_dir`` for this run: its lock (held by the returned lock
+  until released), then accepts a new/empty folder or this run's folder
+  (with ``overwrite``, after deleting this experiment's own files), and
+  refuses anything else.  Returns the lock and the old run.json (or None).
+
+  Raises:
+    ftrl_adam.grid.ResultsFolderError: a folder that is not this run's, or
+      one another live run holds (the message names its pid).
+  """
+  try:
+    lock = _store.FolderLock(
+        out_dir, f"{spec.WHAT} results folder",
+        check=lambda: _check_out_dir(spec, out_dir, config, overwrite))
+  except _store.StoreError as e:
+    raise e if isinstance(e, ResultsFolderError) else ResultsFolderError(
+        str(e)) from None
+  try:
+    old = _check_out_dir(spec, out_dir, config, overwrite)
+    if overwrite and old is not None:
+      _clear(spec, out_dir)
+  except BaseException:
+    lock.release()
+    raise
+  return lock, old
 
 
-def _write_run_json(spec: Any, path: str, config: Mapping[str, Any],
+def run_status(out_dir: str | os.PathLike) -> str:
+  """How the run in ``out_dir`` stands, from its run.json and its lock.
+
+  Returns:
+    ``"complete"``, ``"interrupted"`` (stopped by an error or Ctrl-C, with
+    its finished chunks kept), ``"running (pid N)"`` (a live process holds
+    the folder), ``"stopped without finishing"`` (run.json says running but
+    no process holds the folder: killed, or its disk full), or
+    ``"no run"``.
+  """
+  out = os.fspath(out_dir)
+  status = _read_run_json(out).get("status")
+  if status != "running":
+    return status or "no run"
+  pid = _store.holder(out)
+  return "stopped without finishing" if pid is None else f"running (pid {pid})"
+
+
+def _write_run_json(spec: Experiment, path: str, config: Mapping[str, Any],
                     **extra: Any) -> None:
-  grid.write_json(path, config=config, extra={
+  engine.write_json(path, config=config, extra={
       "format": spec.FORMAT, "format_version": FORMAT_VERSION, **extra})
+
+
+def _read_run_json(out: str) -> dict[str, Any]:
+  try:
+    with open(os.path.join(out, RUN_JSON), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return {}
 
 
 # ----------------------------------------------------------------------------
 # The runner.
 # ----------------------------------------------------------------------------
 
+def _run_parts(spec: Experiment, out: Optional[str], *, progress: bool,
+               overwrite: bool, options: Optional[Mapping[str, Any]],
+               on_chunk: Optional[Callable[[engine.ChunkInfo], None]],
+               plots: bool, seconds: dict[str, float]
+               ) -> tuple[list[tuple[Part, Table]], int]:
+  """Runs the spec's parts until it has no more: the parts done, cells computed.
+
+  Each batch of parts is traced in order, compiled in threads (XLA compiles
+  without the GIL), and run in order as soon as its own program is ready.
+  """
+  done: list[tuple[Part, Table]] = []
+  computed = 0
+  writer = jax.process_index() == 0
+  parts = list(spec.parts(done))
+  with concurrent.futures.ThreadPoolExecutor(
+      max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+    while parts:
+      tables = [p.table() for p in parts]
+      works = [p.n_cells * p.work_per_cell for p in parts]
+      programs = []
+      for i, (part, table) in enumerate(zip(parts, tables, strict=True)):
+        number = f"{len(done) + i + 1}/{len(done) + len(parts)}"
+        bar = engine.Progress(
+            enabled=progress and writer,
+            label=f"{spec.WHAT} {part.name} ({number})",
+            work_per_cell=part.work_per_cell, work_after=sum(works[i + 1:]))
+        program = engine.compile_ahead(
+            part.cell_fn, table, chunk_size=part.chunk_size,
+            group_size=part.group_size, compiler_options=options, progress=bar)
+        programs.append((program, pool.submit(program.compile)))
+      if plots and out is not None and writer:
+        # Matplotlib's import (0.5 s) here, on this thread, while XLA compiles.
+        importlib.import_module("ftrl_adam.lab.report.figures")
+      for part, table, (program, compiling) in zip(parts, tables, programs,
+                                                    strict=True):
+        compiling.result()
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        res = engine.run_grid(
+            part.cell_fn, table, chunk_size=part.chunk_size,
+            out_dir=None if out is None else os.path.join(out, f"grid_{part.name}"),
+            config=part.config, overwrite=overwrite, on_chunk=on_chunk,
+            group_size=part.group_size, program=program, timings=timings)
+        seconds[part.name] = time.perf_counter() - t0
+        seconds["compute"] += timings["compute"]
+        computed += int(timings["computed_cells"])
+        done.append((part, res))
+      parts = list(spec.parts(done))
+  return done, computed
+
+
 def run_experiment(
-    spec: Any,
+    spec: Experiment,
     *,
     out_dir: Optional[str | os.PathLike] = None,
     progress: bool = True,
     overwrite: bool = False,
     plots: bool = True,
+    redraw: bool = False,
     reproducible: bool = False,
-    on_chunk: Optional[Callable[[grid.ChunkInfo], None]] = None,
-) -> ExperimentResult:
-  """Runs an experiment spec: size check, parts, table, summary, files.
+    on_chunk: Optional[Callable[[engine.ChunkInfo], None]] = None,
+) -> Result:
+  """Runs an experiment: size check, parts, table, summary, files, then figures.
 
   Args:
     spec: an experiment (from :func:`ftrl_adam.regret.beta_grid` or
@@ -339,100 +332,93 @@ def run_experiment(
     progress: print the size, and progress lines (per chunk, and within long
       chunks) with an ETA over the whole run, to stderr.
     overwrite: discard this experiment's previous files in ``out_dir``.
-    plots: write the figures (needs ``out_dir``).
+    plots: draw the figures (needs ``out_dir``).
+    redraw: draw every figure again even if it is on disk (by default a
+      call that computed nothing draws only the missing ones).
     reproducible: compile with :func:`ftrl_adam.grid.compiler_options`: every
       cell then equals its single run bit for bit whatever the chunking and
       batching (2-3x slower on CPU).  Default:
       :func:`ftrl_adam.grid.fast_compiler_options` (XLA's defaults, LLVM at
-      -O2 on CPU); a cell
-      equals its single run to float32 rounding, and the same arguments on
-      the same device count give identical bytes.  Part of the fingerprint.
+      -O2 on CPU); a cell equals its single run to float32 rounding, and the
+      same arguments on the same device count give identical bytes.  Part of
+      the fingerprint.
     on_chunk: called after each computed chunk (see
       :func:`ftrl_adam.grid.run_grid`); an exception it raises stops the run
       with the finished chunks kept.
 
   Returns:
-    An :class:`ExperimentResult`.
+    A :class:`~ftrl_adam.lab.protocol.Result`.
 
   Raises:
     TooBigError: the experiment cannot fit this machine (nothing written).
     ftrl_adam.grid.ResultsFolderError: an ``out_dir`` that cannot be used.
   """
-  if not isinstance(overwrite, bool):
-    raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
-  if not isinstance(reproducible, bool):
-    raise ValueError(
-        f"`reproducible` must be True or False, got {reproducible!r}.")
+  for name, flag in (("overwrite", overwrite), ("reproducible", reproducible),
+                     ("redraw", redraw)):
+    if not isinstance(flag, bool):
+      raise ValueError(f"`{name}` must be True or False, got {flag!r}.")
   size = spec.size()
   check_size(size)
-  writer = _is_writer()
+  writer = jax.process_index() == 0
   if progress and writer:
     print(f"{spec.WHAT}: {size.describe()}", file=sys.stderr, flush=True)
   out = None if out_dir is None else os.fspath(out_dir)
   config = {**spec.config(), "reproducible": reproducible}
+  old_figures, lock, previous = [], None, {}
   if out is not None:
     error = None
     if writer:
       try:
-        open_out_dir(spec, out, config, overwrite)
+        lock, old = open_out_dir(spec, out, config, overwrite)
+        old_figures = _read_run_json(out).get("figures") or []
+        previous = _previous(spec, out, None if overwrite else old, progress)
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
-                        status="running")
+                        status="running", pid=os.getpid(), **previous)
       except (ResultsFolderError, OSError) as e:
         error = e
-    _agree(error)
-
-  t_start = time.perf_counter()
-  parts = spec.parts()
-  tables = [p.table() for p in parts]
-  works = [p.n_cells * p.work_per_cell for p in parts]
-  options = None if reproducible else grid.fast_compiler_options()
-  # Trace the parts one by one, each compiled in a thread as soon as it is
-  # traced (XLA compiles without the GIL); a part runs once its own program is
-  # compiled, while the later ones still compile.
-  pool = compiled = None
-  if len(parts) > 1:
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(len(parts), os.cpu_count() or 1))
-    compiled = [pool.submit(grid.compile_ahead(
-        p.cell_fn, t, chunk_size=p.chunk_size, group_size=p.group_size,
-        compiler_options=options))
-                for p, t in zip(parts, tables, strict=True)]
-  # Figures in one thread: Matplotlib's import (about 0.5 s) and each part's
-  # figures overlap the compilation and the computation of the later parts.
-  figures_pool = part_figures = None
-  drawing: list[concurrent.futures.Future] = []
-  if plots and out is not None and writer:
-    figures_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    drawing.append(figures_pool.submit(_import_plots))
-    part_figures = getattr(spec, "part_figures", None)
-  seconds: dict[str, float] = {"compute": 0.0}
-  results = []
+        if lock is not None:
+          lock.release()
+    _devices.agree(error, "it refused the results folder")
   try:
-    for i, (part, table) in enumerate(zip(parts, tables, strict=True)):
-      if compiled is not None:
-        compiled[i].result()
-      t0 = time.perf_counter()
-      timings: dict[str, float] = {}
-      res = grid.run_grid(
-          part.cell_fn, table, chunk_size=part.chunk_size,
-          out_dir=None if out is None else os.path.join(out, f"grid_{part.name}"),
-          config=part.config, progress=progress, overwrite=overwrite,
-          on_chunk=on_chunk,
-          compiler_options=options,
-          group_size=part.group_size,
-          progress_label=f"{spec.WHAT} {part.name} ({i + 1}/{len(parts)})",
-          work_per_cell=part.work_per_cell, work_after=sum(works[i + 1:]),
-          timings=timings)
-      seconds[part.name] = time.perf_counter() - t0
-      seconds["compute"] += timings.get("compute", 0.0)
-      results.append((part, res))
-      if part_figures is not None:
-        drawing.append(figures_pool.submit(part_figures, part, res, out))
+    return _run(spec, out, config, size, old_figures, previous,
+                progress=progress, overwrite=overwrite, plots=plots,
+                redraw=redraw, reproducible=reproducible, on_chunk=on_chunk)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _previous(spec: Experiment, out: str, old: Optional[dict],
+              progress: bool) -> dict[str, str]:
+  """What run.json says of the run before this one, when it did not finish."""
+  if not old or old.get("status") not in ("running", "interrupted"):
+    return {}
+  # This process holds the folder now, so a run.json still "running" was
+  # left by a run that died (killed, or its disk full) before saying so.
+  how = ("stopped without finishing (killed, or its disk full)"
+         if old["status"] == "running" else "interrupted")
+  if progress:
+    print(f"{spec.WHAT}: resuming {out}: the previous run {how}.",
+          file=sys.stderr, flush=True)
+  return {"previous_run": how}
+
+
+def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
+         size: Size, old_figures: Sequence[str], previous: Mapping[str, str],
+         *, progress: bool,
+         overwrite: bool, plots: bool, redraw: bool, reproducible: bool,
+         on_chunk: Optional[Callable[[engine.ChunkInfo], None]]) -> Result:
+  """The run after the folder is taken: parts, tables, files, figures."""
+  writer = jax.process_index() == 0
+  t_start = time.perf_counter()
+  options = engine.compiler_options() if reproducible else \
+      engine.fast_compiler_options()
+  seconds: dict[str, float] = {"compute": 0.0}
+  try:
+    done, computed = _run_parts(
+        spec, out, progress=progress, overwrite=overwrite, options=options,
+        on_chunk=on_chunk, plots=plots, seconds=seconds)
   except BaseException:
-    if pool is not None:
-      pool.shutdown(wait=False, cancel_futures=True)
-    if figures_pool is not None:   # no figure written after we return
-      figures_pool.shutdown(wait=True, cancel_futures=True)
     if out is not None and writer:
       try:
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
@@ -441,49 +427,49 @@ def run_experiment(
       except OSError:
         pass
     raise
-  if pool is not None:
-    pool.shutdown()
-  table = spec.assemble(results)
+  table = spec.assemble(done)
   extra = spec.extra_tables(table)
   summary = spec.summarize(table, extra)
   seconds["wall"] = time.perf_counter() - t_start
-  result = ExperimentResult(spec=spec, table=table, extra=extra,
-                            summary=summary, seconds=seconds, files={})
+  result = Result(spec=spec, table=table, extra=extra, summary=summary,
+                  seconds=seconds, files={}, computed=computed)
+  result = dataclasses.replace(result, text=spec.format_summary(result))
   if out is not None and writer:
-    files = result.files
-    files["csv"] = os.path.join(out, CSV_NAME)
-    grid.write_csv(table, files["csv"], columns=spec.csv_columns(table))
-    for name, t in extra.items():
-      files[name] = os.path.join(out, f"{name}.csv")
-      grid.write_csv(t, files[name])
+    _write_results(spec, result, out, config, size, previous)
     if plots:
-      # The rest of the figures while the thread finishes the last part's.
-      rest = (spec.figures(result, out, drawn=[p.name for p, _ in results])
-              if part_figures is not None else spec.figures(result, out))
-      for future in drawing:
-        files.update(future.result() or {})
-      figures_pool.shutdown()
-      files.update(rest)
-    files["summary"] = os.path.join(out, SUMMARY_NAME)
-    _grid_io.atomic_write_text(files["summary"], result.text + "\n")
-    files["json"] = os.path.join(out, RUN_JSON)
-    _write_run_json(
-        spec, files["json"], config, status="complete",
-        size=dataclasses.asdict(size), seconds=seconds,
-        files={k: os.path.basename(v) for k, v in files.items()},
-        summary=summary)
+      _draw(spec, result, out, redraw or computed > 0, old_figures)
   return result
 
 
-def result_seconds_line(result: ExperimentResult) -> str:
-  """'in 3.2 s (compute 2.9 s over all runs)' for summaries."""
-  s = result.seconds
-  return (f"{s.get('wall', 0.0):.1f} s (compute {s.get('compute', 0.0):.1f} s "
-          f"summed over every run that contributed chunks)")
+def _write_results(spec: Experiment, result: Result, out: str,
+                   config: Mapping[str, Any], size: Size,
+                   previous: Mapping[str, str]) -> None:
+  """results.csv, the extra tables, summary.txt and run.json (complete)."""
+  files = result.files
+  files["csv"] = os.path.join(out, CSV_NAME)
+  engine.write_csv(result.table, files["csv"],
+                   columns=spec.csv_columns(result.table))
+  for name, t in result.extra.items():
+    files[name] = os.path.join(out, f"{name}.csv")
+    engine.write_csv(t, files[name])
+  files["summary"] = os.path.join(out, SUMMARY_NAME)
+  _store.atomic_write_text(files["summary"], result.text + "\n")
+  files["json"] = os.path.join(out, RUN_JSON)
+  figures = [f"{h.name}.png" for h in spec.figures(result)]
+  _write_run_json(
+      spec, files["json"], config, status="complete",
+      size=dataclasses.asdict(size), seconds=result.seconds,
+      files=sorted(os.path.basename(v) for v in files.values()),
+      figures=figures, summary=result.summary, **previous)
 
 
-def concat(tables: Sequence[Mapping[str, np.ndarray]],
-           columns: Sequence[str]) -> dict[str, np.ndarray]:
-  """Rows of several tables with the same columns, in order."""
-  return {k: np.concatenate([np.asarray(t[k]) for t in tables])
-          for k in columns}
+def _draw(spec: Experiment, result: Result, out: str, everything: bool,
+          old_figures: Sequence[str]) -> None:
+  """The figures, from the tables just written, on this thread."""
+  from ftrl_adam.lab.report import figures  # pylint: disable=import-outside-toplevel
+  wanted = list(spec.figures(result))
+  if not everything:   # a finished folder: only what is missing
+    wanted = [h for h in wanted if f"{h.name}.png" not in old_figures
+              or not os.path.exists(os.path.join(out, f"{h.name}.png"))]
+  tables = {"results": result.table, **result.extra}
+  result.files.update(figures.draw(wanted, tables, out))

@@ -48,6 +48,10 @@ Example:
   True
 """
 
+# The lab's dependencies first: one line naming the extra, not a traceback.
+from ftrl_adam import lab as _lab
+_lab.require_extra("ftrl_adam.regret")
+
 from ftrl_adam.lab.regret.adversaries import Adversary
 from ftrl_adam.lab.regret.adversaries import abs_w
 from ftrl_adam.lab.regret.adversaries import adaptive
@@ -69,9 +73,9 @@ from ftrl_adam.lab.regret.bounds import minimax_order
 from ftrl_adam.lab.regret.bounds import oblivious_order
 from ftrl_adam.lab.regret.bounds import switch_lengths
 from ftrl_adam.lab.regret.bounds import switch_order
-from ftrl_adam.lab.regret.games import GameResult
-from ftrl_adam.lab.regret.games import Theory
-from ftrl_adam.lab.regret.games import Trajectory
+from ftrl_adam.lab.regret.rounds import GameResult
+from ftrl_adam.lab.regret.rounds import Theory
+from ftrl_adam.lab.regret.rounds import Trajectory
 from ftrl_adam.lab.regret.games import game
 from ftrl_adam.lab.regret.games import play
 from ftrl_adam.lab.regret.games import raise_if_nonfinite

@@ -41,7 +41,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -49,91 +49,21 @@ import numpy as np
 import optax
 
 from ftrl_adam import _checks
-from ftrl_adam import _d3
 from ftrl_adam import _theory
 from ftrl_adam import ftrl as _ftrl
-from ftrl_adam.lab import engine as grid_progress
+from ftrl_adam.lab.engine.progress import report_rounds
 from ftrl_adam.lab.regret import _parallel
 from ftrl_adam.lab.regret import bounds
+from ftrl_adam.lab.regret import rounds
 from ftrl_adam.lab.regret.adversaries import Adversary
+from ftrl_adam.lab.regret.rounds import GameResult
+from ftrl_adam.lab.regret.rounds import Theory
 
 METHODS = ("sequential", "parallel")
 
-# Rounds whose shared gradients are drawn in one call (shared_stream_games).
-_ROUND_BLOCK = 128
 DOMAINS = bounds.DOMAINS
 
 _f32 = jnp.float32
-
-
-class Theory(NamedTuple):
-  """Constants of Algorithm 1 (docs/theory.md section 2) that a learner runs with.
-
-  Used by :func:`play` for the bound fields (D3, D4) and, with
-  ``method="parallel"``, for the moment recurrences of the learner.
-
-  Attributes:
-    b1: first-moment decay (also the bound's discount).
-    b2: second-moment decay.
-    c: c = lr (1 - b1) / sqrt(1 - b2); the theory's choice is c = D [R].
-  """
-
-  b1: jax.Array
-  b2: jax.Array
-  c: jax.Array
-
-
-class Trajectory(NamedTuple):
-  """A recorded game, rows t = 1..T (rows past ``horizon`` are zero).
-
-  Attributes:
-    plays: Delta_t, shape ``(T, d)``.
-    grads: g_t, shape ``(T, d)``.
-    iterates: w_t = w_0 + sum_{s<=t} Delta_s, shape ``(T, d)``.
-  """
-
-  plays: jax.Array
-  grads: jax.Array
-  iterates: jax.Array
-
-
-class GameResult(NamedTuple):
-  r"""Outcome of a game (all float32 unless stated; scalars unless stated).
-
-  With lam the discount and D the radius:
-
-  Attributes:
-    regret_box: sup over ||u||_inf <= D of R_T(u) = r_T + D ||M_T||_1 [D].
-    regret_ball: sup over ||u||_2 <= D of R_T(u) = r_T + D ||M_T||_2 [D].
-    regret_u: R_T(u) for the given comparator (u = 0 by default, when it is
-      the learner's discounted loss).
-    max_regret_box: max over t <= T of the box regret R_t.
-    max_regret_ball: max over t <= T of the ball regret R_t.
-    loss: r_T = sum_t lam^{T-t} <g_t, Delta_t>.
-    sum_grads: M_T = sum_t lam^{T-t} g_t, shape ``(d,)``.
-    streams: :class:`ftrl_adam.regret.BoundStreams` after round T (NaN
-      without a :class:`Theory`).
-    bound: D3 for the worst comparator of ``domain`` (NaN without a theory).
-    bound_u: D3 for the given u.
-    bound_d4: D4 for the worst comparator (a bound only when b1 <= sqrt(b2)).
-    first_nonfinite_round: int32, the first round whose gradient had a NaN or
-      inf, 0 if none.
-    trajectory: a :class:`Trajectory` when ``record=True``, else None.
-  """
-
-  regret_box: jax.Array
-  regret_ball: jax.Array
-  regret_u: jax.Array
-  max_regret_box: jax.Array
-  max_regret_ball: jax.Array
-  loss: jax.Array
-  sum_grads: jax.Array
-  streams: bounds.BoundStreams
-  bound: jax.Array
-  bound_u: jax.Array
-  bound_d4: jax.Array
-  first_nonfinite_round: jax.Array
-  trajectory: Optional[Trajectory] = None
 
 
 # ---------------------------------------------------------------- the learner
@@ -213,7 +143,7 @@ def _spec(x):
   return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
 
 
-def _check_adversary(adversary: Any, T: int, d: int, key: Any) -> None:
+def check_adversary(adversary: Any, T: int, d: int, key: Any) -> None:
   if not isinstance(adversary, Adversary):
     raise ValueError(
         "`adversary` must be a regret.Adversary (e.g. regret.gaussian(), "
@@ -298,7 +228,7 @@ def _common_checks(adversary, T, d, key, domain, record, method):
   if not isinstance(record, bool):
     raise ValueError(f"`record` must be True or False, got {record!r}.")
   _checks.check_key(key)
-  _check_adversary(adversary, T, d, key)
+  check_adversary(adversary, T, d, key)
   if method == "parallel" and adversary.kind != "oblivious":
     raise ValueError(
         "method='parallel' needs an oblivious adversary (the whole sequence is "
@@ -338,318 +268,50 @@ def raise_if_nonfinite(result: GameResult, name: str = "the adversary") -> None:
     return
   first = np.asarray(first)
   if np.any(first > 0):
-    rounds = first[first > 0]
-    where = "" if first.ndim == 0 else f" (in {rounds.size} of {first.size} games)"
+    bad = first[first > 0]
+    where = "" if first.ndim == 0 else f" (in {bad.size} of {first.size} games)"
     raise ValueError(
         f"{name} returned a non-finite gradient (NaN or inf) first at "
-        f"round t = {int(rounds.min())}{where}; "
+        f"round t = {int(bad.min())}{where}; "
         "result.first_nonfinite_round holds the round of each game.")
 
 
 # ---------------------------------------------------------------- the games
 
 
-class _Acc(NamedTuple):
-  loss: jax.Array
-  sum_grads: jax.Array
-  max_box: jax.Array
-  max_ball: jax.Array
-  streams: bounds.BoundStreams
-  first_bad: jax.Array
-
-
-def _regrets(loss, sum_grads, radius, axis=-1):
-  box = loss + radius * jnp.sum(jnp.abs(sum_grads), axis=axis)
-  ball = loss + radius * jnp.sqrt(jnp.sum(jnp.square(sum_grads), axis=axis))
-  return box, ball
-
-
-def _finish(acc, u, radius, theory, domain, d, trajectory):
-  regret_box, regret_ball = _regrets(acc.loss, acc.sum_grads, radius)
-  regret_u = acc.loss - jnp.sum(acc.sum_grads * u)
-  if theory is None:
-    nan = jnp.full([], jnp.nan, _f32)
-    streams = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), acc.streams)
-    bound = bound_u = bound_d4 = nan
-  else:
-    streams = acc.streams
-    bound = bounds.d3_bound(streams, c=theory.c, radius=radius, domain=domain)
-    bound_u = bounds.d3_bound(streams, c=theory.c, radius=radius, u=u,
-                              domain=domain)
-    bound_d4 = bounds.d4_bound(streams.v, b1=theory.b1, b2=theory.b2,
-                               c=theory.c, radius=radius, domain=domain)
-  return GameResult(
-      regret_box=regret_box, regret_ball=regret_ball, regret_u=regret_u,
-      max_regret_box=acc.max_box, max_regret_ball=acc.max_ball,
-      loss=acc.loss, sum_grads=acc.sum_grads, streams=streams, bound=bound,
-      bound_u=bound_u, bound_d4=bound_d4,
-      first_nonfinite_round=acc.first_bad, trajectory=trajectory)
-
-
-def _w0_vec(adversary, d):
-  return jnp.broadcast_to(jnp.asarray(adversary.w0, _f32), (d,))
-
-
-def _initial_carry(learner, w0, d, domain):
-  """(learner state, Delta_1 = 0, w_0, zero sums) before round 1."""
-  acc0 = _Acc(
-      loss=jnp.zeros([], _f32), sum_grads=jnp.zeros((d,), _f32),
-      max_box=jnp.full([], -jnp.inf, _f32),
-      max_ball=jnp.full([], -jnp.inf, _f32),
-      streams=bounds.init_streams(d, domain),
-      first_bad=jnp.zeros([], jnp.int32))
-  return (learner.init(w0), jnp.zeros((d,), _f32), w0, acc0)
-
-
-def _round(learner, theory, carry, g, t, discount, radius, domain, horizon,
-           record, track=("box", "ball")):
-  """One round of a game, given g_t: pay, update the sums, the learner's step.
-
-  The one place where a game calls the learner: every path (a single game, a
-  vmapped grid, a group of learners sharing one gradient stream) runs this.
-  """
-  state, delta, w, acc = carry
-  g = jnp.asarray(g, _f32)
-  loss = discount * acc.loss + jnp.sum(g * delta)
-  sum_grads = discount * acc.sum_grads + g
-  # The running maxima of the regret (track: which comparator sets; a grid
-  # reads only its domain's, and each costs a reduction per round).
-  r_box = (loss + radius * jnp.sum(jnp.abs(sum_grads))
-           if "box" in track else acc.max_box)
-  r_ball = (loss + radius * jnp.sqrt(jnp.sum(jnp.square(sum_grads)))
-            if "ball" in track else acc.max_ball)
-  if theory is None:
-    streams = acc.streams
-  else:
-    streams = bounds.update_streams(
-        acc.streams, g, b1=theory.b1, b2=theory.b2, c=theory.c,
-        radius=radius, domain=domain)
-  bad = ~jnp.all(jnp.isfinite(g))
-  acc = _Acc(
-      loss=loss, sum_grads=sum_grads,
-      max_box=jnp.maximum(acc.max_box, r_box),
-      max_ball=jnp.maximum(acc.max_ball, r_ball), streams=streams,
-      first_bad=jnp.where((acc.first_bad == 0) & bad, t, acc.first_bad))
-  # The learner's own update: Delta_{t+1} from g_t (params = the iterate).
-  updates, state = learner.update(g, state, w)
-  next_delta = jnp.asarray(updates, _f32)
-  new = (state, next_delta, w + next_delta, acc)
-  ys = Trajectory(plays=delta, grads=g, iterates=w) if record else None
-  if horizon is not None:
-    live = t <= horizon
-    new = jax.tree.map(lambda a, b: jnp.where(live, a, b), new, carry)
-    if record:
-      ys = jax.tree.map(lambda a: jnp.where(live, a, 0.0), ys)
-  return new, ys
-
-
 def _sequential(learner, adversary, key, discount, radius, u, theory, horizon,
                 T, d, domain, record, tick=False):
-  carry0 = _initial_carry(learner, _w0_vec(adversary, d), d, domain)
+  carry0 = rounds.initial_carry(learner, rounds.w0_vec(adversary, d), d, domain)
   ts = jnp.arange(1, T + 1, dtype=jnp.int32)
 
   if adversary.kind == "oblivious":
     # The stream drawn a block of rounds at a time, exactly as the β-grid's
-    # shared streams draw it (_oblivious_blocks): the same arithmetic, so a
+    # shared streams draw it (rounds.oblivious_blocks): the same arithmetic, so a
     # grid cell equals its single game bit for bit (reproducible options).
     def play_block(carry, tb):
       if tick:
-        grid_progress.report_rounds(tb[-1], T, times=T // tb.shape[0])
-      gb = _block_gradients(adversary, key, tb, d)
+        report_rounds(tb[-1], T, times=T // tb.shape[0])
+      gb = rounds.block_gradients(adversary, key, tb, d)
       return jax.lax.scan(
-          lambda c, tg: _round(learner, theory, c, tg[1], tg[0], discount,
+          lambda c, tg: rounds.play_round(learner, theory, c, tg[1], tg[0], discount,
                                radius, domain, horizon, record), carry, (tb, gb))
 
     (_, _, _, acc), traj = jax.lax.scan(play_block, carry0,
-                                        _oblivious_blocks(ts))
+                                        rounds.oblivious_blocks(ts))
     if record:
       traj = jax.tree.map(lambda x: x.reshape((T,) + x.shape[2:]), traj)
-    return _finish(acc, u, radius, theory, domain, d, traj)
+    return rounds.finish(acc, u, radius, theory, domain, d, traj)
 
   def body(carry, t):
     if tick:
-      grid_progress.report_rounds(t, T)
+      report_rounds(t, T)
     _, delta, w, _ = carry
     g = adversary.gradient(t, jax.random.fold_in(key, t), d, delta, w)
-    return _round(learner, theory, carry, g, t, discount, radius, domain,
+    return rounds.play_round(learner, theory, carry, g, t, discount, radius, domain,
                   horizon, record)
 
   (_, _, _, acc), traj = jax.lax.scan(body, carry0, ts)
-  return _finish(acc, u, radius, theory, domain, d, traj)
-
-
-def _oblivious_blocks(ts: jax.Array) -> jax.Array:
-  """The rounds 1..T as (T // size, size): blocks whose stream is drawn at once."""
-  T = ts.shape[0]
-  size = max(b for b in range(1, min(T, _ROUND_BLOCK) + 1) if T % b == 0)
-  return ts.reshape(T // size, size)
-
-
-def _block_gradients(adversary, key, ts: jax.Array, d: int,
-                     per_cell: bool = False) -> jax.Array:
-  """g_t of the rounds ``ts`` of an oblivious stream, drawn in one call.
-
-  ``(size, d)``, or ``(size, K, d)`` for a batch of K per-cell adversaries.
-  """
-  def at(t):
-    k = jax.random.fold_in(key, t)
-    if per_cell:
-      return jax.vmap(lambda a: a.gradient(t, k, d))(adversary)
-    return adversary.gradient(t, k, d)
-  return jax.vmap(at)(ts)
-
-
-def shared_stream_games(b1, b2, radius, c, adversary, key, horizon=None, *,
-                        T: int, d: int, domain: str = "box",
-                        per_cell_adversary: bool = False,
-                        tick: bool = False) -> GameResult:
-  """K games of Algorithm 1 against one oblivious gradient stream.
-
-  The stream of an oblivious adversary does not depend on the learner, so
-  g_t is drawn once per round and every learner cell plays it: one
-  ``lax.scan`` over rounds with the learners vmapped inside.  Each cell equals
-  :func:`game` with the same (b1, b2, radius, c, adversary, key) to float32
-  rounding (bit for bit under :func:`ftrl_adam.grid.compiler_options`), since
-  both run :func:`_round`, the transform's own ``update``.
-
-  Args:
-    b1: ``(K,)`` first-moment decays (and the games' discount).
-    b2: ``(K,)`` second-moment decays.
-    radius: ``(K,)`` radii D.
-    c: ``(K,)`` constants c of Algorithm 1.
-    adversary: an oblivious :class:`~ftrl_adam.regret.Adversary`; with
-      ``per_cell_adversary`` a batch of K adversaries (leaves with a leading
-      axis K: e.g. the switch sequence of each cell's own (b1, b2)), whose
-      gradients are computed per cell.
-    key: the stream's PRNG key (round t uses ``fold_in(key, t)``).
-    horizon: optional ``(K,)`` int32 rounds per cell (see :func:`play`).
-    T: rounds.
-    d: dimension.
-    domain: ``"box"`` or ``"ball"``.
-    per_cell_adversary: see ``adversary``.
-    tick: report the rounds to the running grid's progress line.
-
-  Returns:
-    A :class:`GameResult` whose fields have a leading axis K; of
-    ``max_regret_box`` and ``max_regret_ball`` only the ``domain``'s is
-    tracked (the other is NaN).
-  """
-  b1, b2, radius, c = jax.lax.optimization_barrier((b1, b2, radius, c))
-  w0 = _w0_vec(adversary, d) if not per_cell_adversary else jax.vmap(
-      lambda a: _w0_vec(a, d))(adversary)
-
-  def learner_of(b1, b2, r, c):
-    return theory_learner(b1, b2, r, c=c, domain=domain), Theory(b1, b2, c)
-
-  carry0 = jax.vmap(
-      lambda b1, b2, r, c, w0: _initial_carry(learner_of(b1, b2, r, c)[0], w0,
-                                              d, domain),
-      in_axes=(0, 0, 0, 0, 0 if per_cell_adversary else None))(
-          b1, b2, radius, c, w0)
-
-  def one(carry, g, t, b1, b2, r, c, h):
-    learner, theory = learner_of(b1, b2, r, c)
-    return _round(learner, theory, carry, g, t, b1, r, domain, h, False,
-                  track=(domain,))[0]
-
-  h_axis = None if horizon is None else 0
-
-  def body(carry, tg):
-    t, g = tg
-    carry = jax.vmap(one, in_axes=(0, 0 if per_cell_adversary else None, None,
-                                   0, 0, 0, 0, h_axis))(
-                                       carry, g, t, b1, b2, radius, c, horizon)
-    return carry, None
-
-  def block(carry, ts):
-    if tick:   # once per block: ts[-1] is a multiple of the block size
-      grid_progress.report_rounds(ts[-1], T, times=T // ts.shape[0])
-    return jax.lax.scan(
-        body, carry,
-        (ts, _block_gradients(adversary, key, ts, d, per_cell_adversary)))
-
-  # Blocks of rounds: each block's gradients are drawn in one vectorised call
-  # (O(block x d) memory), then the learners play them one round at a time.
-  ts = _oblivious_blocks(jnp.arange(1, T + 1, dtype=jnp.int32))
-  (_, _, _, acc), _ = jax.lax.scan(block, carry0, ts)
-  zero_u = jnp.zeros((d,), _f32)
-  res = jax.vmap(
-      lambda acc, r, b1, b2, c: _finish(acc, zero_u, r, Theory(b1, b2, c),
-                                        domain, d, None))(acc, radius, b1, b2, c)
-  # Only the domain's running maximum was tracked.
-  nan = jnp.full_like(res.max_regret_box, jnp.nan)
-  return res._replace(**{f"max_regret_{'ball' if domain == 'box' else 'box'}":
-                         nan})
-
-
-def _parallel_game(learner, adversary, key, discount, radius, u, theory,
-                   horizon, T, d, domain, record):
-  w0 = _w0_vec(adversary, d)
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
-  grads = jax.vmap(
-      lambda t: adversary.gradient(t, jax.random.fold_in(key, t), d))(ts)
-  grads = jnp.asarray(grads, _f32)
-  b1, b2, c = theory.b1, theory.b2, theory.c
-  shift = lambda x: jnp.concatenate([jnp.zeros_like(x[:1]), x[:-1]])  # noqa: E731
-  sq_norm = jnp.sum(jnp.square(grads), axis=1)
-  if domain == "box":
-    g2, g_abs = jnp.square(grads), jnp.abs(grads)
-  else:
-    g2, g_abs = sq_norm, jnp.sqrt(sq_norm)
-
-  # Every recurrence sharing a decay goes through one associative scan.
-  init_state = learner.init(w0)
-  is_ftrl = lambda x: isinstance(x, _ftrl.ScaleByFtrlAdamState)  # noqa: E731
-  ftrl_state = [x for x in jax.tree.leaves(init_state, is_leaf=is_ftrl)
-                if is_ftrl(x)][0]
-  global_nu = jnp.ndim(ftrl_state.nu) == 0     # second_moment="global"
-  nus, v = _parallel.linear_recurrences(
-      b2, (1.0 - b2) * (sq_norm if global_nu else jnp.square(grads)), g2)
-  e_inc, stab = _d3.increments(shift(v), v, g2, g_abs, b1=b1, c=c,
-                               radius=radius)
-  mus, e, sigma = _parallel.linear_recurrences(
-      b1, (1.0 - b1) * grads, e_inc, stab)
-
-  # The learner's state before round t + 1 is (t, m_t, v_t), t = 0..T-1, and
-  # Delta_{t+1} is the transform's own update of g_t from it.
-  states = _parallel.batched_states(init_state, ts - 1, shift(mus), shift(nus))
-  updates = jax.vmap(lambda s, g: learner.update(g, s, None)[0])(states, grads)
-  # One learner, structurally: the moments rebuilt from `theory` must be the
-  # ones the transform's own update computes.  Two of its steps, compared with
-  # the rebuilt state after them; a mismatch (a theory whose b1, b2 are not
-  # the learner's) poisons every result (NaN) and `play` raises.
-  own = init_state
-  for i in range(min(T, 2)):
-    own = learner.update(grads[i], own, None)[1]
-  n_own = min(T, 2)
-  rebuilt = (mus[n_own - 1], nus[n_own - 1])
-  own_ftrl = [x for x in jax.tree.leaves(own, is_leaf=is_ftrl) if is_ftrl(x)][0]
-  same = jnp.all(jnp.stack([
-      jnp.all(jnp.abs(a - b) <= 1e-5 * jnp.abs(b) + 1e-30)
-      for a, b in zip((own_ftrl.mu, own_ftrl.nu), rebuilt, strict=True)]))
-  updates = jnp.where(same, updates, jnp.nan)
-  plays = shift(jnp.asarray(updates, _f32))
-  iterates = w0 + jnp.cumsum(plays, axis=0)
-
-  losses, sums = _parallel.linear_recurrences(
-      discount, jnp.sum(grads * plays, axis=1), grads)
-  live = jnp.ones((T,), bool) if horizon is None else ts <= horizon
-  last = T - 1 if horizon is None else horizon - 1
-  r_box, r_ball = _regrets(losses, sums, radius)
-  bad = ~jnp.all(jnp.isfinite(grads), axis=1) & live
-  acc = _Acc(
-      loss=losses[last], sum_grads=sums[last],
-      max_box=jnp.max(jnp.where(live, r_box, -jnp.inf)),
-      max_ball=jnp.max(jnp.where(live, r_ball, -jnp.inf)),
-      streams=bounds.BoundStreams(v=v[last], e=e[last], sigma=sigma[last]),
-      first_bad=jnp.where(jnp.any(bad), jnp.argmax(bad) + 1, 0).astype(
-          jnp.int32))
-  traj = None
-  if record:
-    mask = lambda x: jnp.where(live[:, None], x, 0.0)  # noqa: E731
-    traj = Trajectory(plays=mask(plays), grads=mask(grads),
-                      iterates=mask(iterates))
-  return _finish(acc, u, radius, theory, domain, d, traj)
+  return rounds.finish(acc, u, radius, theory, domain, d, traj)
 
 
 def _play_impl(learner, adversary, key, discount, radius, u, theory, horizon,
@@ -660,7 +322,7 @@ def _play_impl(learner, adversary, key, discount, radius, u, theory, horizon,
   if method == "sequential":
     return _sequential(learner, adversary, key, discount, radius, u, theory,
                        horizon, T, d, domain, record, tick)
-  return _parallel_game(learner, adversary, key, discount, radius, u, theory,
+  return _parallel.parallel_game(learner, adversary, key, discount, radius, u, theory,
                         horizon, T, d, domain, record)
 
 

@@ -20,7 +20,7 @@ steps:
 **Shared streams.**  An oblivious adversary's gradients do not depend on the
 learner: each seed's sequence is drawn once and every learner cell of that
 seed (all b1, b2, D, c) plays against it - a ``lax.scan`` over rounds with the
-learners vmapped inside (:func:`ftrl_adam.regret.games.shared_stream_games`,
+learners vmapped inside (:func:`ftrl_adam.lab.regret.shared.shared_stream_games`,
 which calls the transform's own ``update``).  Deterministic adversaries
 (``switch``, ``alternating``) play once, not once per seed: their rows carry
 the first seed and ``stochastic = false``.  Adaptive adversaries play one game
@@ -70,28 +70,28 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
 import math
 import os
-import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ftrl_adam.lab import engine as grid
-from ftrl_adam.lab import experiment as _exp
+from ftrl_adam.lab import engine
 from ftrl_adam.lab import options as _opt
-from ftrl_adam.lab.report import summary as _report
-from ftrl_adam.lab.identity import code_digest
-from ftrl_adam.lab.regret import adversaries as _adv
+from ftrl_adam.lab.experiment import run_experiment
+from ftrl_adam.lab.protocol import Heatmap
+from ftrl_adam.lab.protocol import Part
+from ftrl_adam.lab.protocol import Result
+from ftrl_adam.lab.protocol import Size
+from ftrl_adam.lab.protocol import concat
 from ftrl_adam.lab.regret import bounds
-from ftrl_adam.lab.regret import games
-from ftrl_adam.lab.regret.replays import is_replay as _is_replay
-from ftrl_adam.lab.regret.replays import replay as _replay
+from ftrl_adam.lab.regret import cells as _cells
+from ftrl_adam.lab.regret import registry as _registry
 from ftrl_adam.lab.regret import worst as _worst
+from ftrl_adam.lab.regret.registry import BETA_GRID_ADVERSARIES
+from ftrl_adam.lab.regret.registry import GridAdversary
+from ftrl_adam.lab.regret import summary as _summary
 
 __all__ = (
     "BETA_GRID_ADVERSARIES",
@@ -116,56 +116,6 @@ BETA_GRID_COLUMNS = (
     "regret_over_bound", "minimax", "regret_over_minimax", "order",
     "regret_over_order", "nonfinite_round",
 )
-
-_SPARSE_P = 0.1
-_HEAVY_DF = 2.0
-_ORDERS = {"switch": bounds.switch_order,
-           "alternating": bounds.alternating_order,
-           "oblivious": bounds.oblivious_order}
-
-
-@dataclasses.dataclass(frozen=True)
-class _Builtin:
-  kind: str              # "oblivious" | "adaptive"
-  stochastic: bool       # draws from the seed
-  order: str             # key of _ORDERS
-  make: Callable[..., _adv.Adversary]   # (G, kappa, b1, b2) -> Adversary
-  per_cell: bool = False  # its gradients depend on the cell's (b1, b2)
-
-
-# name -> how to build it (the adversaries `ftrl-adam regret` knows by name).
-_BUILTINS: dict[str, _Builtin] = {
-    "switch": _Builtin("oblivious", False, "switch",
-                       lambda G, kappa, b1, b2: _adv.switch(G, b1, b2, kappa),
-                       per_cell=True),
-    "alternating": _Builtin("oblivious", False, "alternating",
-                            lambda G, *_: _adv.alternating(G)),
-    "gaussian": _Builtin("oblivious", True, "oblivious",
-                         lambda G, *_: _adv.gaussian(G)),
-    "rademacher": _Builtin("oblivious", True, "oblivious",
-                           lambda G, *_: _adv.rademacher(G)),
-    "sparse": _Builtin("oblivious", True, "oblivious",
-                       lambda G, *_: _adv.sparse(G, _SPARSE_P)),
-    "heavy_tailed": _Builtin("oblivious", True, "oblivious",
-                             lambda G, *_: _adv.heavy_tailed(G, _HEAVY_DF)),
-    "oppose": _Builtin("adaptive", False, "oblivious",
-                       lambda G, *_: _adv.oppose(G)),
-    "abs_w": _Builtin("adaptive", False, "oblivious",
-                      lambda G, *_: _adv.abs_w(G)),
-    # Not one adversary: per cell, the sequence in [-G, G]^T that maximises
-    # the regret, searched by projected ascent through the game
-    # (ftrl_adam.regret.worst); box domain, d = 1 tiled over d coordinates.
-    "worst_case": _Builtin("search", False, "oblivious", None),
-}
-_ALIASES = {"worst": "worst_case"}
-
-# Extra columns of a worst-case search (NaN / -1 in the other adversaries' rows).
-WORST_COLUMNS = ("best_construction", "search_start", "search_gain_last",
-                 "search_restarts", "search_steps", "search_sweeps")
-
-#: name -> (kind, order) of the built-in adversaries.
-BETA_GRID_ADVERSARIES: dict[str, tuple[str, str]] = {
-    k: (v.kind, f"{v.order}_order") for k, v in _BUILTINS.items()}
 
 #: The options of :func:`beta_grid` (and the flags of ``ftrl-adam regret``).
 BETA_GRID_OPTIONS: tuple[_opt.Option, ...] = (
@@ -230,110 +180,6 @@ _RATE = {"cpu": 3.0e8}
 _ROW_BYTES = 600
 # Device bytes per game coordinate in a chunk (state, plays, sums, streams).
 _CELL_COORD_BYTES = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class GridAdversary:
-  """An adversary of a beta-grid, resolved from a name or an object.
-
-  Attributes:
-    name: its name in the table, the summary and the file names.
-    kind: ``"oblivious"`` or ``"adaptive"``.
-    stochastic: its gradients depend on the seed (else one game per cell).
-    per_cell: its gradients depend on the cell's (b1, b2) (the switch).
-    order: the theory's order it is compared with (``switch``,
-      ``alternating`` or ``oblivious``).
-    make: ``(G, kappa, b1, b2) -> Adversary``.
-    identity: what identifies it in the fingerprint (its code for yours).
-    length: the rounds of an adversary built from a sequence (``from_array``,
-      ``replay``): the grid's T may not exceed it.
-  """
-
-  name: str
-  kind: str
-  stochastic: bool
-  per_cell: bool
-  order: str
-  make: Callable[..., _adv.Adversary] = dataclasses.field(compare=False)
-  identity: str = ""
-  length: Optional[int] = None
-
-  @property
-  def mode(self) -> str:
-    return {"oblivious": "shared", "search": "search"}.get(self.kind,
-                                                          "per_cell")
-
-
-def _safe_name(name: str) -> str:
-  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_") or "adversary"
-
-
-def _import_adversary(path: str) -> _adv.Adversary:
-  module, _, attr = path.partition(":")
-  try:
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-      obj = getattr(obj, part)
-  except (ImportError, AttributeError, ValueError) as e:
-    raise ValueError(
-        f"`adversaries`: cannot import {path!r} ({type(e).__name__}: {e}); "
-        f"give module:attribute of an Adversary on the Python path.") from e
-  if callable(obj) and not isinstance(obj, _adv.Adversary):
-    obj = obj()
-  if not isinstance(obj, _adv.Adversary):
-    raise ValueError(f"`adversaries`: {path!r} is a {type(obj).__name__}, not "
-                     f"a regret.Adversary (or a function returning one).")
-  return obj
-
-
-def _user_adversary(adv: _adv.Adversary) -> GridAdversary:
-  identity = "user:" + code_digest(
-      (adv.kind, adv.name, adv.fn, adv.params, adv.w0, adv.length))
-  return GridAdversary(
-      name=_safe_name(adv.name), kind=adv.kind, stochastic=True,
-      per_cell=False, order="oblivious", make=lambda *_: adv,
-      identity=identity, length=adv.length)
-
-
-def _adversaries(spec: Any) -> tuple[GridAdversary, ...]:
-  if isinstance(spec, (str, _adv.Adversary)):
-    items = [spec] if isinstance(spec, _adv.Adversary) else spec.split(",")
-  else:
-    items = list(spec)
-  allowed = ", ".join(_BUILTINS)
-  out = []
-  for item in items:
-    if isinstance(item, _adv.Adversary):
-      grid_adv = _user_adversary(item)
-      # A replayed recording does not depend on the seed: one game per cell.
-      out.append(dataclasses.replace(grid_adv, stochastic=False)
-                 if _is_replay(item) else grid_adv)
-      continue
-    name = str(item).strip()
-    name = _ALIASES.get(name, name)
-    if not name:
-      raise ValueError(f"`adversaries` has an empty item in {spec!r}; choose "
-                       f"from {allowed}, or module:attribute.")
-    if name.startswith("replay:"):        # a recorded run (regret.replay)
-      out.append(dataclasses.replace(
-          _user_adversary(_replay(name[len("replay:"):])),
-          stochastic=False))
-    elif ":" in name:
-      out.append(_user_adversary(_import_adversary(name)))
-    elif name in _BUILTINS:
-      b = _BUILTINS[name]
-      out.append(GridAdversary(name, b.kind, b.stochastic, b.per_cell,
-                               b.order, b.make, name))
-    else:
-      raise ValueError(f"`adversaries`: unknown adversary {name!r}; choose "
-                       f"from {allowed}, or module:attribute for your own.")
-  if not out:
-    raise ValueError(f"`adversaries` is empty; choose from {allowed}.")
-  names = [a.name for a in out]
-  if len(set(names)) != len(names):
-    raise ValueError(f"`adversaries` has duplicate names: {names!r} (give "
-                     f"your adversaries distinct `name`s).")
-  return tuple(out)
 
 
 def _platform() -> str:
@@ -430,7 +276,7 @@ class BetaGrid:
       axes["c"] = self.c
     if self.lr is not None:
       axes["lr"] = self.lr
-    t = grid.product(**axes)
+    t = engine.product(**axes)
     if self.lr is not None:
       t["c"] = _opt.c_from_lr(t["lr"], t["b1"], t["b2"])
     elif self.c is None:                        # c = D, the theory's choice
@@ -472,7 +318,7 @@ class BetaGrid:
     return next(g for g in range(k // want, 0, -1) if k % g == 0) if (
         k >= want) else 1
 
-  def size(self) -> _exp.Size:
+  def size(self) -> Size:
     """Games, coordinate-rounds and memory, without building anything."""
     cells = self.n_games
     chunk = max(self._chunk(a) for a in self.adversaries)
@@ -481,7 +327,7 @@ class BetaGrid:
     work = sum(self.n_cells_of(a) * self.T * self.d * (
         self.search_restarts * self.search_steps if a.mode == "search" else 1)
                for a in self.adversaries)
-    return _exp.Size(
+    return Size(
         cells=cells, work=float(work),
         unit="coordinate-rounds", host_bytes=float(cells) * _ROW_BYTES,
         chunk_bytes=float(chunk) * per_game * _CELL_COORD_BYTES,
@@ -489,9 +335,9 @@ class BetaGrid:
         too_big_hint=f"use fewer values of {names} (or split the grid into "
                      f"several runs)")
 
-  def parts(self) -> list[_exp.Part]:
-    """One compiled program per adversary."""
-    return [self._part(a) for a in self.adversaries]
+  def parts(self, done: Sequence[tuple[Part, Any]] = ()) -> list[Part]:
+    """One compiled program per adversary (all at once; none once done)."""
+    return [] if done else [self._part(a) for a in self.adversaries]
 
   def _table(self, adv: GridAdversary) -> dict[str, np.ndarray]:
     learners = self.learners()
@@ -502,7 +348,7 @@ class BetaGrid:
     t["seed"] = np.repeat(seeds, k)
     return t
 
-  def _part(self, adv: GridAdversary) -> _exp.Part:
+  def _part(self, adv: GridAdversary) -> Part:
     T, d, domain, G, kappa = self.T, self.d, self.domain, self.G, self.kappa
     group = self._group_size(adv)
     config = {"kind": FORMAT, "adversary": adv.name,
@@ -514,15 +360,16 @@ class BetaGrid:
     if adv.mode == "search":
       config.update(restarts=self.search_restarts, steps=self.search_steps,
                     sweeps=_worst.DEFAULT_SWEEPS)
-      cell_fn = _worst_cell_fn(T=T, d=d, G=G, restarts=self.search_restarts,
-                               steps=self.search_steps)
+      cell_fn = _cells.worst_cell_fn(T=T, d=d, G=G,
+                                     restarts=self.search_restarts,
+                                     steps=self.search_steps)
     elif group is not None:
-      cell_fn = _shared_cell_fn(adv, T=T, d=d, domain=domain, G=G,
-                                kappa=kappa)
+      cell_fn = _cells.shared_group_fn(adv, T=T, d=d, domain=domain, G=G,
+                                       kappa=kappa)
     else:
-      cell_fn = per_cell_fn(adv, T=T, d=d, domain=domain, G=G, kappa=kappa,
-                             method=self.method)
-    return _exp.Part(
+      cell_fn = _cells.per_cell_fn(adv, T=T, d=d, domain=domain, G=G,
+                                   kappa=kappa, method=self.method)
+    return Part(
         name=adv.name, n_cells=self.n_cells_of(adv),
         table=lambda: self._table(adv), cell_fn=cell_fn, config=config,
         chunk_size=self._chunk(adv), group_size=group,
@@ -530,16 +377,16 @@ class BetaGrid:
             self.search_restarts * self.search_steps
             if adv.mode == "search" else 1))
 
-  def assemble(self, results: Sequence[tuple[_exp.Part, Mapping[str, np.ndarray]]]
+  def assemble(self, results: Sequence[tuple[Part, Mapping[str, np.ndarray]]]
                ) -> dict[str, np.ndarray]:
     """The parts' tables joined, with the order columns, rows in grid order."""
-    return _exp.concat([self._part_table(part, res) for part, res in results],
-                       self.csv_columns(None))
+    return concat([self._part_table(part, res) for part, res in results],
+                  self.csv_columns(None))
 
-  def _adversary(self, part: _exp.Part) -> GridAdversary:
+  def _adversary(self, part: Part) -> GridAdversary:
     return next(a for a in self.adversaries if a.name == part.name)
 
-  def _part_table(self, part: _exp.Part, res: Mapping[str, np.ndarray]
+  def _part_table(self, part: Part, res: Mapping[str, np.ndarray]
                   ) -> dict[str, np.ndarray]:
     """One part's rows with the order columns, in grid order."""
     adv = self._adversary(part)
@@ -556,7 +403,7 @@ class BetaGrid:
         "G": np.full(n, self.G, np.float32),
         "kappa": np.full(n, self.kappa, np.float32)})
     if self._searches:
-      res = _with_search_columns(res, n)
+      res = _cells.with_search_columns(res, n)
     return res
 
   @property
@@ -565,114 +412,24 @@ class BetaGrid:
 
   def csv_columns(self, table: Optional[Mapping[str, np.ndarray]]
                   ) -> Sequence[str]:
-    return BETA_GRID_COLUMNS + (WORST_COLUMNS if self._searches else ())
+    return BETA_GRID_COLUMNS + (_cells.WORST_COLUMNS if self._searches else ())
 
   def extra_tables(self, table: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return {}
 
   def summarize(self, table: Mapping[str, np.ndarray],
                 extra: Mapping[str, Any] = ()) -> list[dict[str, Any]]:
-    """Per adversary, (radius, c/lr) setting and b1: the best b2 next to b1^2.
+    """Per adversary, (radius, c/lr) setting and b1: the best b2 next to b1^2
+    (:func:`ftrl_adam.lab.regret.summary.summarize`)."""
+    return _summary.summarize(self, table)
 
-    Rows of :func:`ftrl_adam.lab.report.best_b2_per_b1` on the mean regret
-    over seeds, with ``adversary``, ``radius``, ``c`` or ``lr`` and
-    ``worst_regret_over_bound`` (the max over b2 and seeds).  With two or
-    more adversaries also the rows of adversary ``"worst"``: the max over
-    adversaries of the mean regret / minimax order (the oblivious worst case
-    of docs/theory.md D5 + D6 over this family).
-    """
-    rows = []
-    for var in _variants(table, self.rate):
-      worst_z = worst_ratio = xs = ys = None
-      for adv in self.names:
-        where = {**var, "adversary": adv}
-        _, _, zr = grid.pivot(table, "regret_over_bound", reduce="max",
-                              where=where)
-        xs, ys, zn = grid.pivot(table, "regret_over_minimax", where=where)
-        worst_z = zn if worst_z is None else np.fmax(worst_z, zn)
-        worst_ratio = zr if worst_ratio is None else np.fmax(worst_ratio, zr)
-        for r, ratio in zip(_report.best_b2_per_b1(table, "regret",
-                                                   where=where),
-                            np.nanmax(np.where(np.isfinite(zr), zr, -np.inf),
-                                      axis=0), strict=True):
-          rows.append({"adversary": adv, **_var_floats(var), **r,
-                       "worst_regret_over_bound": float(ratio)})
-      if len(self.names) > 1:
-        for r, ratio in zip(
-            _report.best_b2_per_b1(None, "", matrix=(xs, ys, worst_z)),
-            np.nanmax(worst_ratio, axis=0), strict=True):
-          rows.append({"adversary": "worst", **_var_floats(var), **r,
-                       "worst_regret_over_bound": float(ratio)})
-    return rows
+  def format_summary(self, result: Result) -> str:
+    """The summary of a run as text (what ``ftrl-adam regret`` prints)."""
+    return _summary.format_summary(self, result)
 
-  def format_summary(self, result: _exp.ExperimentResult) -> str:
-    """The summary table of a run as text (what ``ftrl-adam regret`` prints)."""
-    table = result.table
-    rate_txt = ("c = D" if self.c is None and self.lr is None else
-                f"{self.rate} in {list(self.c or self.lr)}")
-    lines = [
-        f"beta-grid: {len(self.b1)} b1 x {len(self.b2)} b2 x "
-        f"{len(self.seeds)} seed(s) x {len(self.radius)} radius x "
-        f"{len(self.c or self.lr or (0,))} {self.rate}, T={self.T}, "
-        f"d={self.d}, D in {list(self.radius)}, {rate_txt}, G={self.G:g}, "
-        f"domain {self.domain}; {self.n_games:,} games in "
-        f"{_exp.result_seconds_line(result)}"]
-    by_block: dict[tuple, list] = {}
-    for row in result.summary:
-      key = (row["adversary"], row["radius"], row.get("c", row.get("lr")))
-      by_block.setdefault(key, []).append(row)
-    multi = len(_variants(table, self.rate)) > 1
-    stoch = {a.name: a.stochastic for a in self.adversaries}
-    for (adv, radius, rate_v), rows in by_block.items():
-      if adv == "worst":
-        what, label = ("max over adversaries of mean regret / minimax order "
-                       "d D G / sqrt(1 - b1^2)"), "regret/minimax"
-      elif adv == "worst_case":
-        what, label = (f"the worst sequence per cell, searched: "
-                       f"{self.search_restarts} restarts x "
-                       f"{self.search_steps} ascent steps"), "regret"
-      elif stoch[adv]:
-        what, label = f"mean regret over {len(self.seeds)} seed(s)", "regret"
-      else:
-        what, label = "deterministic: one game per cell", "regret"
-      var = f", D={radius:g}, {self.rate}={rate_v:g}" if multi else ""
-      lines += ["", f"{adv}{var} ({what}):"]
-      lines += _report.format_rows(
-          rows, label, [
-              ("at b1^2 / best",
-               lambda r: _report.fmt(r["at_b1_squared"] / r["best"])
-               if r["best"] > 0 else "nan"),
-              ("max regret/D3",
-               lambda r: _report.fmt(r["worst_regret_over_bound"]))])
-    bad = np.asarray(table["nonfinite_round"]) > 0
-    if bad.any():
-      lines += ["", f"warning: {int(bad.sum())} game(s) saw a non-finite "
-                    f"gradient (column nonfinite_round)."]
-    if "switch" in self.names:
-      sw = np.asarray(table["adversary"]) == "switch"
-      big_l, k = bounds.switch_lengths(np.asarray(table["b1"])[sw],
-                                       np.asarray(table["b2"])[sw], self.kappa)
-      cut = int(np.sum(np.asarray(big_l) + np.asarray(k) > self.T))
-      if cut:
-        lines += ["", f"note: {cut} switch game(s) need L + k > T = {self.T} "
-                      f"rounds and were cut at T (raise T, or lower b2)."]
-    return "\n".join(lines)
-
-  def part_figures(self, part: _exp.Part, res: Mapping[str, np.ndarray],
-                   out: str) -> dict[str, str]:
-    """regret_<adv>.png and ratio_<adv>.png of one adversary, once it is done."""
-    return _heatmaps(self, self._part_table(part, res), out, [part.name],
-                     worst=False)
-
-  def figures(self, result: _exp.ExperimentResult, out: str,
-              drawn: Sequence[str] = ()) -> dict[str, str]:
-    """regret_<adv>.png, ratio_<adv>.png and regret_worst.png (ftrl_adam.plots).
-
-    Skips the adversaries named in ``drawn`` (their figures are drawn by
-    :meth:`part_figures`).
-    """
-    names = [a for a in self.names if a not in set(drawn)]
-    return _heatmaps(self, result.table, out, names)
+  def figures(self, result: Result) -> list[Heatmap]:
+    """regret_<adv>.png, ratio_<adv>.png and regret_worst.png, as data."""
+    return _summary.heatmaps(self, result.table)
 
 
 def beta_grid(**options: Any) -> BetaGrid:
@@ -711,7 +468,7 @@ def beta_grid(**options: Any) -> BetaGrid:
   b1 = _opt.axis("b1", o["b1"], low=0.0, high=1.0)
   b2 = _opt.axis("b2", o["b2"], low=0.0, high=1.0)
   seeds = _opt.seeds(o["seeds"])
-  advs = _adversaries(o["adversaries"])
+  advs = _registry.resolve(o["adversaries"])
   T = _opt.positive_int("T", o["T"])
   d = _opt.positive_int("d", o["d"])
   radius = _opt.axis("radius", o["radius"], low=0.0)
@@ -753,7 +510,7 @@ def beta_grid(**options: Any) -> BetaGrid:
                   search_steps=steps)
 
 
-BetaGridResult = _exp.ExperimentResult
+BetaGridResult = Result
 
 
 def run_beta_grid(
@@ -762,10 +519,11 @@ def run_beta_grid(
     out_dir: Optional[str | os.PathLike] = None,
     progress: bool = True,
     overwrite: bool = False,
-    on_chunk: Optional[Callable[[grid.ChunkInfo], None]] = None,
+    on_chunk: Optional[Callable[[engine.ChunkInfo], None]] = None,
     plots: bool = True,
+    redraw: bool = False,
     reproducible: bool = False,
-) -> _exp.ExperimentResult:
+) -> Result:
   """Runs a beta-grid with the lab's runner (size check, parts, files).
 
   See :func:`ftrl_adam.lab.experiment.run_experiment` for the arguments and
@@ -781,120 +539,14 @@ def run_beta_grid(
   ``_radius=0.5_c=0.5`` tells radius/c/lr variants apart.
 
   Returns:
-    A :class:`BetaGridResult` (:class:`ftrl_adam.lab.experiment.ExperimentResult`).
+    A :class:`BetaGridResult` (:class:`ftrl_adam.lab.protocol.Result`).
   """
   if not isinstance(spec, BetaGrid):
     raise TypeError(f"`spec` must be a BetaGrid from regret.beta_grid(...), "
                     f"got {type(spec).__name__}.")
-  return _exp.run_experiment(spec, out_dir=out_dir, progress=progress,
-                             overwrite=overwrite, plots=plots,
-                             reproducible=reproducible, on_chunk=on_chunk)
-
-
-# ============================================================================
-# The cell and group functions.
-# ============================================================================
-
-def _outputs(res: games.GameResult, horizon, T: int, domain: str
-             ) -> dict[str, jax.Array]:
-  box = domain == "box"
-  return {
-      "regret": res.regret_box if box else res.regret_ball,
-      "max_regret": res.max_regret_box if box else res.max_regret_ball,
-      "bound": res.bound,
-      "bound_d4": res.bound_d4,
-      "horizon": (jnp.full(jnp.shape(res.bound), T, jnp.int32)
-                  if horizon is None else horizon),
-      "nonfinite_round": res.first_nonfinite_round,
-  }
-
-
-def _switch_horizon(adv: GridAdversary, b1, b2, kappa, T):
-  if adv.identity != "switch":
-    return None
-  big_l, k = bounds.switch_lengths(b1, b2, kappa)
-  return jnp.minimum(big_l + k, T).astype(jnp.int32)
-
-
-@functools.lru_cache(maxsize=32)
-def _shared_cell_fn(adv: GridAdversary, *, T, d, domain, G, kappa):
-  """Group function: the learners of one stream against its gradients."""
-
-  def group_fn(group):
-    b1, b2, radius, c = group["b1"], group["b2"], group["radius"], group["c"]
-    key = grid.key_from_seed(group["seed"][0])
-    if adv.per_cell:
-      adversary = jax.vmap(lambda x, y: adv.make(G, kappa, x, y))(b1, b2)
-    else:
-      adversary = adv.make(G, kappa, None, None)
-    horizon = _switch_horizon(adv, b1, b2, kappa, T)
-    res = games.shared_stream_games(
-        b1, b2, radius, c, adversary, key, horizon, T=T, d=d, domain=domain,
-        per_cell_adversary=adv.per_cell, tick=True)
-    return _outputs(res, horizon, T, domain)
-
-  return group_fn
-
-
-@functools.lru_cache(maxsize=32)
-def per_cell_fn(adv: GridAdversary, *, T, d, domain, G, kappa, method):
-  """Cell function: one game per cell (adaptive adversaries, the parallel path).
-
-  Also version 0.1.0's way to run every adversary, kept as the baseline of
-  ``ftrl-adam bench grid``.
-  """
-
-  def cell_fn(cell):
-    b1, b2 = cell["b1"], cell["b2"]
-    horizon = _switch_horizon(adv, b1, b2, kappa, T)
-    res = games.grid_cell_game(
-        b1, b2, cell["radius"], cell["c"], adv.make(G, kappa, b1, b2),
-        grid.key_from_seed(cell["seed"]), horizon, T=T, d=d, domain=domain,
-        method=method)
-    return _outputs(res, horizon, T, domain)
-
-  return cell_fn
-
-
-@functools.lru_cache(maxsize=8)
-def _worst_cell_fn(*, T, d, G, restarts, steps):
-  """Cell function: the worst-case search of ftrl_adam.regret.worst.
-
-  The search runs at d = 1: in the box the learner and the best comparator
-  act coordinate by coordinate, so the worst d-dimensional sequence is the
-  1-D one tiled, with d times its regret and bound (regret.worst).
-  """
-  search = _worst.worst_case_cell_fn(T=T, restarts=restarts, steps=steps,
-                                     G=G)
-
-  def cell_fn(cell):
-    out = search(cell)
-    hist = out["gain_history"]
-    tail = max(1, hist.shape[0] // 10)
-    nan = jnp.full([], jnp.nan, jnp.float32)
-    return {
-        "regret": d * out["worst_regret"], "max_regret": nan,
-        "bound": d * out["worst_bound"], "bound_d4": nan,
-        "horizon": jnp.int32(T), "nonfinite_round": jnp.int32(0),
-        "best_construction": d * out["best_construction"],
-        "search_start": d * out["search_start"],
-        # the relative gain of the last tenth of the budget (convergence)
-        "search_gain_last": (hist[-1] - hist[-1 - tail]) / hist[-1],
-        "search_restarts": out["search_restarts"],
-        "search_steps": out["search_steps"],
-        "search_sweeps": out["search_sweeps"],
-    }
-
-  return cell_fn
-
-
-def _with_search_columns(res: dict, n: int) -> dict:
-  fill = {"search_restarts": -1, "search_steps": -1, "search_sweeps": -1}
-  for k in WORST_COLUMNS:
-    if k not in res:
-      res[k] = (np.full(n, fill[k], np.int32) if k in fill
-                else np.full(n, np.nan, np.float32))
-  return res
+  return run_experiment(spec, out_dir=out_dir, progress=progress,
+                        overwrite=overwrite, plots=plots, redraw=redraw,
+                        reproducible=reproducible, on_chunk=on_chunk)
 
 
 # ============================================================================
@@ -908,87 +560,9 @@ def _with_orders(res: Mapping[str, np.ndarray], adv: GridAdversary,
   scale = np.float32(spec.d if spec.domain == "box" else math.sqrt(spec.d))
   b1, b2, radius = res["b1"], res["b2"], res["radius"]
   minimax = scale * f32(bounds.minimax_order(radius, spec.G, b1))
-  order = scale * f32(_ORDERS[adv.order](radius, spec.G, b1, b2))
+  order = scale * f32(_registry.ORDERS[adv.order](radius, spec.G, b1, b2))
   regret_v = f32(res["regret"])
   with np.errstate(divide="ignore", invalid="ignore"):
     return {**res, "regret_over_bound": regret_v / f32(res["bound"]),
             "minimax": minimax, "regret_over_minimax": regret_v / minimax,
             "order": order, "regret_over_order": regret_v / order}
-
-
-def _variants(table: Mapping[str, np.ndarray], rate: str) -> list[dict[str, Any]]:
-  """Distinct (radius, c or lr) settings, in table order."""
-  seen, out = set(), []
-  for r, v in zip(np.asarray(table["radius"]).tolist(),
-                  np.asarray(table[rate]).tolist(), strict=True):
-    if (r, v) not in seen:
-      seen.add((r, v))
-      out.append({"radius": np.float32(r), rate: np.float32(v)})
-  return out
-
-
-def _var_floats(var: Mapping[str, Any]) -> dict[str, float]:
-  return {k: float(v) for k, v in var.items()}
-
-
-def _suffix(var: Mapping[str, Any], multi: bool) -> str:
-  if not multi:
-    return ""
-  return "".join(f"_{k}={float(v):g}" for k, v in var.items())
-
-
-def _heatmaps(spec: BetaGrid, table, out, draw: Sequence[str],
-              worst: bool = True):
-  """The heatmaps of the adversaries ``draw``; with ``worst``, also the
-  worst over all adversaries of the spec (needs them all in ``table``)."""
-  from ftrl_adam.lab.report import figures as plots  # pylint: disable=import-outside-toplevel
-  files = {}
-  variants = _variants(table, spec.rate)
-  multi = len(variants) > 1
-  advs = list(spec.names)
-  seeds = len(spec.seeds)
-  stoch = {a.name: a.stochastic for a in spec.adversaries}
-  for var in variants:
-    sfx = _suffix(var, multi)
-    where_txt = sfx.replace("_", ", ")
-    highest = None
-    for adv in advs:
-      where = {**var, "adversary": adv}
-      if worst:
-        xs, ys, z = grid.pivot(table, "regret_over_minimax", where=where)
-        highest = z if highest is None else np.fmax(highest, z)
-      if adv not in draw:
-        continue
-      over = ("searched per cell" if adv == "worst_case" else
-              f"mean of {seeds} seeds" if stoch[adv] else "deterministic")
-      path = os.path.join(out, f"regret_{adv}{sfx}.png")
-      plots.heatmap(
-          table, "regret_over_minimax", where=where, log_one_minus=True,
-          log_value=True, overlays=["b2=b1^2"], path=path,
-          label="regret / minimax order",
-          title=f"{adv}: regret / minimax order ({over})\n"
-                f"T={spec.T}, d={spec.d}{where_txt}")
-      files[f"regret_{adv}{sfx}"] = path
-      path = os.path.join(out, f"ratio_{adv}{sfx}.png")
-      plots.heatmap(
-          table, "regret_over_bound", where=where, reduce="max",
-          log_one_minus=True, overlays=["b2=b1^2"], path=path,
-          label="regret / bound D3"
-                + (" (max over seeds)" if stoch[adv] else ""),
-          title=f"{adv}: regret / bound D3"
-                f"{f', worst of {seeds} seeds' if stoch[adv] else ''}\n"
-                f"T={spec.T}, d={spec.d}{where_txt}")
-      files[f"ratio_{adv}{sfx}"] = path
-    if worst and len(advs) > 1:
-      bb1, bb2 = np.meshgrid(xs, ys)
-      small = {"b1": bb1.reshape(-1), "b2": bb2.reshape(-1),
-               "worst": highest.reshape(-1)}
-      path = os.path.join(out, f"regret_worst{sfx}.png")
-      plots.heatmap(
-          small, "worst", log_one_minus=True, log_value=True,
-          overlays=["b2=b1^2"], path=path, reduce="max",
-          label="max over adversaries of regret / minimax order",
-          title=f"worst of {', '.join(advs)}: regret / minimax order\n"
-                f"T={spec.T}, d={spec.d}, {seeds} seed(s){where_txt}")
-      files[f"regret_worst{sfx}"] = path
-  return files

@@ -91,7 +91,7 @@ import optax
 from ftrl_adam import _checks
 from ftrl_adam.lab import engine as grid
 from ftrl_adam.lab.regret import adversaries as _adv
-from ftrl_adam.lab.regret import bounds
+from ftrl_adam.lab.regret import constructions as _cons
 from ftrl_adam.lab.regret import games
 
 __all__ = (
@@ -122,19 +122,7 @@ DEFAULT_LR = 0.05
 # best constructions).
 DEFAULT_RANDOM_FRACTION = 0.5
 
-# Codes of ``best_construction_kind``.
-CONSTRUCTION_KINDS = ("switch_point", "switch_d5", "short_switch", "blocks",
-                      "oppose", "abs_w", "random_signs")
-
-_KAPPAS = (0.5, 1.0, 2.0)
-_BLOCKS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-_ABS_W_W0 = 5.0   # the |w| adversary's start, as in the lab (docs/theory.md D7)
-# A "primed" sequence starts with a tiny gradient +-_PRIME G: it sets the sign
-# of the learner's next play (-c sign(g), clipped) at almost no cost in the
-# regret's sums or in V_t.  A power of two, so that scaling is exact.
-_PRIME = 2.0 ** -16
-# Games of up to this many rounds are in the pool at every horizon.
-_SHORT = 64
+CONSTRUCTION_KINDS = _cons.CONSTRUCTION_KINDS
 
 
 class WorstCase(NamedTuple):
@@ -166,31 +154,6 @@ class WorstCase(NamedTuple):
 
 
 # ---------------------------------------------------------------- the game
-
-
-def _learner_regret(b1, b2, radius, c, xs, grad_of):
-  """r_T + D |M_T| of Algorithm 1 (d = 1) on g_t = grad_of(xs[t - 1]).
-
-  The learner is :func:`ftrl_adam.regret.theory_learner`: its own ``update``
-  under ``lax.scan``.  Only the two running sums of docs/theory.md section 1
-  are kept (no ball regret, no max over t, no bound streams), so that the
-  gradient with respect to the sequence stays cheap and finite.
-  """
-  learner = games.theory_learner(b1, b2, radius, c=c)
-  w = jnp.zeros((1,), _f32)
-  zero = jnp.zeros((1,), _f32)
-
-  def body(carry, x):
-    state, delta, loss, m = carry
-    g = jnp.reshape(jnp.asarray(grad_of(x), _f32), (1,))
-    loss = b1 * loss + jnp.sum(g * delta)
-    m = b1 * m + g
-    updates, state = learner.update(g, state, w)
-    return (state, jnp.asarray(updates, _f32), loss, m), None
-
-  carry0 = (learner.init(w), zero, jnp.zeros([], _f32), zero)
-  (_, _, loss, m), _ = jax.lax.scan(body, carry0, xs)
-  return loss + radius * jnp.sum(jnp.abs(m))
 
 
 def discounted_regret_of(g: Any, b1: Any, b2: Any, *, radius: Any = 1.0,
@@ -233,178 +196,23 @@ def discounted_regret_of(g: Any, b1: Any, b2: Any, *, radius: Any = 1.0,
   g = jnp.asarray(g, _f32)
   if g.ndim != 1:
     raise ValueError(f"`g` must have shape (T,), got shape {g.shape}.")
-  return _learner_regret(theory.b1, theory.b2, _checks.as_f32("radius", radius),
+  return _cons.learner_regret(theory.b1, theory.b2, _checks.as_f32("radius", radius),
                          theory.c, g, lambda x: x)
 
 
 # ---------------------------------------------------------------- the pool
 
 
-def _geometric(lo: int, hi: int) -> list[int]:
-  """Integers lo..hi, about 1.5x apart (both ends included)."""
-  out, x = [], lo
-  while x < hi:
-    out.append(x)
-    x = max(x + 1, int(round(x * 1.5)))
-  return out + [hi]
-
-
-def _parametric_pool(b1, b2, T):
-  """The constructions' (horizon H, pattern length L, block b, primed, tail, kind).
-
-  A construction is a game of H rounds (a zero prefix of T - H rounds: the
-  learner plays 0 until it sees a non-zero gradient), optionally primed (its
-  first round is -_PRIME G for primed = 1, +_PRIME G for primed = 2), then the
-  pattern: G (-1)^ceil(s / b) for its rounds s = 1..L, then tail * G (tail =
-  -1 or +1) up to round H.  Returns the six columns, the number of short
-  games (first rows, H <= window) and the window.
-  """
-  short, rows = [], []   # (h, l, b, primed, tail, kind), static
-  window = min(T, _SHORT)
-  # short games of every horizon H <= window, alternating then k rounds of
-  # -G or +G, plain and primed (the four phases of prime, pattern and tail);
-  # evaluated on a window of the last rounds only (a zero prefix is exact)
-  for h in range(2, window + 1):
-    for k in (range(1, h + 1) if h <= 16 else _geometric(1, h)):
-      for primed in (0, 1, 2):
-        for tail in (-1, 1):
-          if h - k - (primed > 0) >= 0:
-            short.append((h, h - k - (primed > 0), 1, primed, tail, 2))
-  # switch at every switch point L (L = T: alternating; L = 0: constant)
-  rows += [(T, big_l, 1, 0, -1, 0) for big_l in range(T + 1)]
-  # longer games, horizons about 1.5x apart
-  for h in _geometric(window, T)[1:]:
-    for k in _geometric(1, h):
-      for primed in (0, 1, 2):
-        for tail in (-1, 1):
-          if h - k - (primed > 0) >= 0:
-            rows.append((h, h - k - (primed > 0), 1, primed, tail, 2))
-  # square waves of blocks of b rounds, two phases
-  for b in _BLOCKS:
-    if b >= T:
-      break
-    for off in sorted({0, b // 2}):
-      for primed in (0, 1, 2):
-        rows.append((T - off, T, b, primed, -1, 3))
-  # the switch sequences D5 of the cell (traced: they depend on b1, b2), at
-  # their own horizon min(L + k, T)
-  d5 = []
-  for kappa in _KAPPAS:
-    big_l, k = bounds.switch_lengths(b1, b2, kappa)
-    for primed in (0, 1, 2):
-      h = jnp.minimum(big_l + k + (primed > 0), T)
-      d5.append(jnp.stack([h, big_l] + [jnp.int32(x) for x in
-                                        (1, primed, -1, 1)]))
-  static = np.asarray(short + rows, np.int32)
-  pool = jnp.concatenate([jnp.asarray(static), jnp.stack(d5).astype(jnp.int32)])
-  return tuple(pool[:, i] for i in range(6)), len(short), window
-
-
-def _construction_grad(h, big_l, b, primed, tail, G, T, t):
-  """g_t of the parametric construction (see :func:`_parametric_pool`)."""
-  s = t - (T - h)
-  q = s - (primed > 0)                  # round of the pattern
-  block = (q - 1) // b + 1
-  pattern = jnp.where(block % 2 == 0, G, -G)
-  g = jnp.where(q <= big_l, pattern, tail * G)
-  prime = _PRIME * jnp.where(primed == 2, G, -G)
-  g = jnp.where(s <= 0, 0.0, jnp.where((primed > 0) & (s == 1), prime, g))
-  return g.astype(_f32)
-
-
-def _adaptive_sequences(b1, b2, radius, c, G, T, key):
-  """The sequences that oppose and |w| (D7) produce against this learner."""
-  out = []
-  for adv in (_adv.oppose(G), _adv.abs_w(G, _ABS_W_W0)):
-    res = games.game(b1, b2, radius=radius, c=c, T=T, d=1, adversary=adv,
-                     key=key, record=True)
-    out.append(res.trajectory.grads[:, 0])
-  return jnp.stack(out)
-
-
-def _rademacher_stream(G, T, key):
-  """g_t of :func:`ftrl_adam.regret.rademacher` with ``key`` at d = 1."""
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
-  adv = _adv.rademacher(G)
-  return jax.vmap(lambda t: adv.gradient(t, jax.random.fold_in(key, t), 1))(
-      ts)[:, 0]
-
-
-def _random_starts(G, T, n, key):
-  """n primed random-sign games, horizons spread geometrically from T down to 2."""
-  if n == 1:
-    horizons = np.array([T])
-  else:
-    horizons = np.round(T * (2.0 / T) ** (np.arange(n) / (n - 1)))
-  horizons = jnp.asarray(np.maximum(horizons, 2), jnp.int32)
-  signs = G * jax.random.rademacher(key, (n, T), _f32)
-  t = jnp.arange(1, T + 1, dtype=jnp.int32)
-  s = t[None, :] - (T - horizons[:, None])
-  return jnp.where(s <= 0, 0.0, jnp.where(s == 1, _PRIME * signs, signs))
-
-
-# ---------------------------------------------------------------- the search
-
-
-def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
-            sweeps):
-  b1, b2, radius, c, G, lr = jax.lax.optimization_barrier(
-      (b1, b2, radius, c, G, lr))
-  objective = lambda g: _learner_regret(  # noqa: E731
-      b1, b2, radius, c, g, lambda x: x)
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
-
-  # 1. The pool: parametric constructions (generated inside the scan, never
-  # stored as a (P, T) array) and explicit sequences.
-  pool, n_short, window = _parametric_pool(b1, b2, T)
-  kinds = pool[-1]
-  n_par = kinds.shape[0]
-
-  def values(rows, length):
-    steps_ = jnp.arange(1, length + 1, dtype=jnp.int32)
-    return jax.vmap(lambda *row: _learner_regret(
-        b1, b2, radius, c, steps_,
-        lambda t: _construction_grad(*row, G, length, t)))(*rows)
-
-  par_values = jnp.concatenate(
-      [values([x[:n_short] for x in pool[:-1]], window),
-       values([x[n_short:] for x in pool[:-1]], T)])
-  explicit = jnp.concatenate(
-      [_adaptive_sequences(b1, b2, radius, c, G, T, key),
-       _rademacher_stream(G, T, key)[None]])
-  exp_values = jax.vmap(objective)(explicit)
-  exp_kinds = jnp.asarray([4, 5, 6], jnp.int32)
-  pool_values = jnp.concatenate([par_values, exp_values])
-  pool_kinds = jnp.concatenate([kinds, exp_kinds])
-
-  def pool_sequence(i):
-    j = jnp.minimum(i, n_par - 1)
-    built = _construction_grad(*(x[j] for x in pool[:-1]), G, T, ts)
-    return jnp.where(i < n_par, built,
-                     explicit[jnp.clip(i - n_par, 0, explicit.shape[0] - 1)])
-
-  best_pool = jnp.argmax(pool_values)
-  best_construction = pool_values[best_pool]
-
-  # 2. Restarts: the best constructions and primed random signs.
-  n_pool = min(restarts - n_random, pool_values.shape[0])
-  n_random = restarts - n_pool
-  starts = []
-  if n_pool:
-    _, top = jax.lax.top_k(pool_values, n_pool)
-    starts.append(jax.vmap(pool_sequence)(top))
-  if n_random:
-    # (the rounds of the cell's Rademacher sequence use fold_in(key, t >= 1))
-    starts.append(_random_starts(G, T, n_random, jax.random.fold_in(key, 0)))
-  g0 = jnp.concatenate(starts)
+def _ascent(objective, g0, G, lr, *, T, restarts, steps):
+  """3. Projected ascent from each start: Adam on -R, clipped to [-G, G],
+  cosine-decayed steps; the best sequence of each restart and its value,
+  and the best value after each step."""
   # The entries up to the first non-zero one stay fixed: before it the
   # learner is discontinuous (a zero prefix is a shorter game, and the first
   # non-zero gradient only sets the sign of the next play).
   nonzero = g0 != 0
   first = jnp.where(jnp.any(nonzero, axis=1), jnp.argmax(nonzero, axis=1), T)
   free = (jnp.arange(T)[None, :] > first[:, None]).astype(_f32)
-
-  # 3. Projected ascent: Adam on -R, clipped to [-G, G], cosine-decayed steps.
   opt = optax.adam(optax.cosine_decay_schedule(1.0, steps))
   value_and_grad = jax.vmap(jax.value_and_grad(objective))
 
@@ -425,25 +233,25 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
   better = v_last > best_v
   best_v = jnp.where(better, v_last, best_v)
   best_g = jnp.where(better[:, None], g, best_g)
+  return best_v, best_g, seen
 
-  i = jnp.argmax(best_v)
-  from_pool = best_construction >= best_v[i]
-  x = jnp.where(from_pool, pool_sequence(best_pool), best_g[i])
-  v = jnp.maximum(best_construction, best_v[i])
 
-  # 4. Polish: best-improvement local search over 2T moves of the best
-  # sequence (negate one entry; or zero the prefix before round s and prime
-  # round s), each move evaluated as a whole game.
+def _polish(b1, b2, radius, c, G, x, v, *, T, sweeps):
+  """4. Best-improvement local search over 2T moves of the best sequence
+  (negate one entry; or zero the prefix before round s and prime round s),
+  each move valued by a whole game."""
+  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
+
   def move(x, i, t, xt):
     pos = i % T + 1
     flip = jnp.where(t == pos, -xt, xt)
     sign = jnp.where(xt < 0, -1.0, 1.0)
-    prime = jnp.where(t < pos, 0.0, jnp.where(t == pos, _PRIME * G * sign, xt))
+    prime = jnp.where(t < pos, 0.0, jnp.where(t == pos, _cons.PRIME * G * sign, xt))
     return jnp.where(i < T, flip, prime)
 
   def sweep(carry, _):
     x, v = carry
-    vals = jax.vmap(lambda i: _learner_regret(
+    vals = jax.vmap(lambda i: _cons.learner_regret(
         b1, b2, radius, c, (ts, x),
         lambda tx: move(x, i, tx[0], tx[1])))(jnp.arange(2 * T))
     j = jnp.argmax(vals)
@@ -453,7 +261,38 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
     v = jnp.where(better, vals[j], v)
     return (x, v), v
 
-  (sequence, regret), polished = jax.lax.scan(sweep, (x, v), None, sweeps)
+  return jax.lax.scan(sweep, (x, v), None, sweeps)
+
+
+def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
+            sweeps):
+  b1, b2, radius, c, G, lr = jax.lax.optimization_barrier(
+      (b1, b2, radius, c, G, lr))
+  objective = lambda g: _cons.learner_regret(  # noqa: E731
+      b1, b2, radius, c, g, lambda x: x)
+  pool = _cons.pool(b1, b2, radius, c, G, key, T)
+  best_pool = jnp.argmax(pool.values)
+  best_construction = pool.values[best_pool]
+
+  # 2. Restarts: the best constructions and primed random signs.
+  n_pool = min(restarts - n_random, pool.values.shape[0])
+  n_random = restarts - n_pool
+  starts = []
+  if n_pool:
+    _, top = jax.lax.top_k(pool.values, n_pool)
+    starts.append(jax.vmap(pool.sequence)(top))
+  if n_random:
+    # (the rounds of the cell's Rademacher sequence use fold_in(key, t >= 1))
+    starts.append(_cons.random_starts(G, T, n_random, jax.random.fold_in(key, 0)))
+  best_v, best_g, seen = _ascent(objective, jnp.concatenate(starts), G, lr,
+                                 T=T, restarts=restarts, steps=steps)
+
+  i = jnp.argmax(best_v)
+  from_pool = best_construction >= best_v[i]
+  x = jnp.where(from_pool, pool.sequence(best_pool), best_g[i])
+  v = jnp.maximum(best_construction, best_v[i])
+  (sequence, regret), polished = _polish(b1, b2, radius, c, G, x, v, T=T,
+                                         sweeps=sweeps)
   history = jnp.maximum(
       jnp.concatenate([seen[1:], jnp.max(best_v)[None], polished]),
       best_construction)
@@ -465,7 +304,7 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
   return WorstCase(
       regret=regret, sequence=sequence, bound=bound,
       best_construction=best_construction,
-      best_construction_kind=pool_kinds[best_pool], start=start,
+      best_construction_kind=pool.kinds[best_pool], start=start,
       history=history)
 
 
@@ -578,7 +417,6 @@ def worst_case(
                        sweeps=sweeps)
 
 
-@functools.lru_cache(maxsize=32)
 def worst_case_cell_fn(
     *,
     T: int,

@@ -30,6 +30,10 @@ Example:
   (8, 4)
 """
 
+# The lab's dependencies first: one line naming the extra, not a traceback.
+from ftrl_adam import lab as _lab
+_lab.require_extra("ftrl_adam.studies")
+
 from ftrl_adam.lab.studies.study import OG_AXIS
 from ftrl_adam.lab.studies.study import STUDY_OPTIONS
 from ftrl_adam.lab.studies.study import Study

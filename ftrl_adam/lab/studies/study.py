@@ -47,7 +47,12 @@ import numpy as np
 
 from ftrl_adam import _checks
 from ftrl_adam.lab import engine as grid
-from ftrl_adam.lab import experiment as _exp
+from ftrl_adam.lab.experiment import run_experiment
+from ftrl_adam.lab.protocol import Heatmap
+from ftrl_adam.lab.protocol import Part
+from ftrl_adam.lab.protocol import Result
+from ftrl_adam.lab.protocol import Size
+from ftrl_adam.lab.protocol import seconds_line
 from ftrl_adam.lab import options as _opt
 from ftrl_adam.lab.report import summary as _report
 from ftrl_adam.lab.studies import tasks as tasks_lib
@@ -322,7 +327,7 @@ def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss"
   Returns:
     One dict per b1 (ascending) with ``b1``, ``b1_squared``, ``best_b2``,
     ``lr`` (tuned), ``value`` (the metric there), ``value_at_b2_eq_b1`` (NaN
-    if b2 = b1 is not on the grid), ``ratio`` = b1 / sqrt(best_b2) (Nguyen's
+    if b2 = b1 is not on the grid), ``beta_ratio`` = b1 / sqrt(best_b2) (Nguyen's
     beta), ``nearer`` - ``"b1"`` or ``"b1^2"``, whichever is closer to the
     best b2 in log(1 - b) (``"-"`` if no b2 is finite) - and ``b2_at_edge``
     (the best b2 is the smallest or largest b2 of a grid of more than two:
@@ -347,7 +352,7 @@ def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
                f"(b1, b2), mean over seeds):")
   lines += _report.format_rows(rows, metric, [
       ("nearer", lambda r: r["nearer"]),
-      ("b1/sqrt(b2)", lambda r: _report.fmt(r["ratio"])),
+      ("b1/sqrt(b2)", lambda r: _report.fmt(r["beta_ratio"])),
       ("lr", lambda r: _report.fmt(r["lr"])),
       (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"]))])
   finite = [r for r in rows if math.isfinite(r["value"])]
@@ -429,21 +434,23 @@ class Study:
                      "never one where a seed diverged (Orvieto & Gower 2025)",
     }
 
-  def size(self) -> _exp.Size:
+  def size(self) -> Size:
     n = self.n_runs
     params = float(self.task.num_params())
-    return _exp.Size(
+    return Size(
         cells=n, work=float(n) * self.steps, unit="training steps",
         host_bytes=float(n) * 400.0,
         chunk_bytes=float(min(self.chunk_size, n)) * params * 4.0 * 8.0,
         rate=0.0, too_big_hint="use fewer values of --b1, --b2, --lrs or "
                                "--seeds")
 
-  def parts(self) -> list[_exp.Part]:
+  def parts(self, done=()) -> list[Part]:
+    if done:
+      return []
     cell_fn = make_cell_fn(self.task, steps=self.steps,
                            eval_every=self.eval_every,
                            ema_decay=self.ema_decay, eps=self.eps)
-    return [_exp.Part(name="train", n_cells=self.n_runs, table=self.table,
+    return [Part(name="train", n_cells=self.n_runs, table=self.table,
                       cell_fn=cell_fn, config=self.config(),
                       chunk_size=self.chunk_size,
                       work_per_cell=float(self.steps))]
@@ -460,11 +467,11 @@ class Study:
   def summarize(self, table, extra) -> list[dict[str, Any]]:
     return best_b2_per_b1(extra["tuned"], self.metric)
 
-  def format_summary(self, result: _exp.ExperimentResult) -> str:
+  def format_summary(self, result: Result) -> str:
     metric = self.metric
     title = (f"study: {self.task.name} "
              f"({self.task.info.get('description', '')}), {self.n_runs} runs "
-             f"of {self.steps} steps in {_exp.result_seconds_line(result)} on "
+             f"of {self.steps} steps in {seconds_line(result)} on "
              f"{jax.device_count()} x {jax.devices()[0].device_kind}")
     text = format_summary(result.summary, metric, title)
     if not metric.endswith("_ema"):
@@ -479,10 +486,10 @@ class Study:
                f"is ever chosen.")
     return text
 
-  def figures(self, result: _exp.ExperimentResult, out: str) -> dict[str, str]:
+  def figures(self, result: Result) -> list[Heatmap]:
     tuned = result.extra["tuned"]
     n_b = max(len(self.b1), len(self.b2))
-    return _heatmaps(tuned, out, list(dict.fromkeys(
+    return _heatmaps(tuned, list(dict.fromkeys(
         [self.metric, _ema_of(self.metric)])), self.task.name,
         annotate=n_b <= 10)
 
@@ -532,14 +539,13 @@ def make_study(task: Task | str = "digits", *,
       eps=float(o["eps"]), metric=o["metric"], chunk_size=chunk)
 
 
-def _heatmaps(tuned, out_dir, metrics, task_name, annotate):
-  """heatmap_<metric>.png for each metric and heatmap_lr.png (ftrl_adam.plots).
+def _heatmaps(tuned, metrics, task_name, annotate) -> list[Heatmap]:
+  """heatmap_<metric> for each metric and heatmap_lr, as data.
 
   The loss colour scale is logarithmic and capped at the 90th percentile of
   the finite values, so a few diverging (b1, b2) do not wash out the rest;
   the numbers written in the cells are the true ones.
   """
-  from ftrl_adam.lab.report import figures as plots  # pylint: disable=import-outside-toplevel
 
   def capped(values):
     v = np.asarray(values, np.float64)
@@ -548,23 +554,20 @@ def _heatmaps(tuned, out_dir, metrics, task_name, annotate):
       return float(v.min()), float(np.quantile(v, 0.9))
     return None
 
-  files = {}
-  overlays = ["b2=b1", "b2=b1^2"]
-  for metric in metrics:
-    path = os.path.join(out_dir, f"heatmap_{metric}.png")
-    plots.heatmap(
-        tuned, metric, log_one_minus=True, log_value=True, overlays=overlays,
-        annotate=annotate, color_range=capped(tuned[metric]), path=path,
-        label=f"{metric} at the tuned lr (mean over seeds)",
-        title=f"{task_name}: {metric}, lr tuned per cell, mean over seeds")
-    files[f"heatmap_{metric}"] = path
-  path = os.path.join(out_dir, "heatmap_lr.png")
-  plots.heatmap(tuned, f"lr_{metrics[0]}", log_one_minus=True, log_value=True,
-                overlays=overlays, annotate=annotate, path=path,
-                label="tuned learning rate",
-                title=f"{task_name}: learning rate tuned for {metrics[0]}")
-  files["heatmap_lr"] = path
-  return files
+  overlays = ("b2=b1", "b2=b1^2")
+  out = [Heatmap(
+      name=f"heatmap_{metric}", value=metric, source="tuned", log_value=True,
+      overlays=overlays, annotate=annotate,
+      color_range=capped(tuned[metric]),
+      label=f"{metric} at the tuned lr (mean over seeds)",
+      title=f"{task_name}: {metric}, lr tuned per cell, mean over seeds")
+         for metric in metrics]
+  out.append(Heatmap(
+      name="heatmap_lr", value=f"lr_{metrics[0]}", source="tuned",
+      log_value=True, overlays=overlays, annotate=annotate,
+      label="tuned learning rate",
+      title=f"{task_name}: learning rate tuned for {metrics[0]}"))
+  return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -646,10 +649,10 @@ def run_study(
     ftrl_adam.grid.ResultsFolderError: an ``out_dir`` of another run.
   """
   spec = make_study(task, task_options=task_options, **options)
-  res = _exp.run_experiment(spec, out_dir=out_dir, progress=progress,
-                            overwrite=overwrite,
-                            plots=plots and out_dir is not None,
-                            reproducible=reproducible)
+  res = run_experiment(spec, out_dir=out_dir, progress=progress,
+                       overwrite=overwrite,
+                       plots=plots and out_dir is not None,
+                       reproducible=reproducible)
   text = res.text
   if verbose and jax.process_index() == 0:
     print(text)

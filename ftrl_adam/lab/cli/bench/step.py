@@ -30,7 +30,6 @@ Usage:  ftrl-adam bench step [--models small large] [--sizes 1000000 16000000]
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -41,6 +40,7 @@ import jax.numpy as jnp
 import optax
 
 import ftrl_adam as fa
+from ftrl_adam.lab.cli import _common as _cli
 from ftrl_adam.lab.cli.bench import _common
 
 MODELS = {"small": (4, 64), "large": (12, 256)}   # (blocks L, width d)
@@ -154,9 +154,8 @@ def _summary(label, rounds_ms, monitored):
 
 
 def _parse(argv):
-  ap = argparse.ArgumentParser(prog="ftrl-adam bench step",
-                               description=__doc__.splitlines()[0],
-                               allow_abbrev=False)
+  ap = _cli.Parser(prog="ftrl-adam bench step",
+                   description=__doc__.splitlines()[0])
   ap.add_argument("--models", nargs="*", default=["small", "large"],
                   choices=sorted(MODELS),
                   help="model-shaped trees to time (default: small large)")
