@@ -67,7 +67,7 @@ def main(argv=None) -> int:
   starts = np.cumsum([0] + sizes[:-1])
   flat = np.concatenate(per)
 
-  def uniform(seed):   # version 0.1.0's subset: k of n, uniformly
+  def uniform(seed):   # the previous design: k of n, uniformly
     return np.random.default_rng(seed).choice(n, k, replace=False)
 
   def drawn(leaves):
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
       return np.concatenate([lo + i for lo, i in zip(starts, local, strict=True)])
     return entries
 
-  designs = {"uniform over all leaves (0.1.0)": uniform}
+  designs = {"uniform over all leaves (previous)": uniform}
   designs.update({f"leaves={L}": drawn(L) for L in args.leaves})
   designs[f"leaves={k} (= coords)"] = drawn(k)
   print(f"{'design':34s} {'mean / R':>14s} {'relative std':>13s}")

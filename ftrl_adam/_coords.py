@@ -11,7 +11,7 @@ The subset [D].  The whole model's box regret is a sum over coordinates,
 coordinate i appears ``k / n`` times in expectation gives an unbiased estimate
 ``(n / k) sum_{i in S} R_i`` (Horvitz-Thompson with equal inclusion
 probabilities): ``regret / fraction`` in :func:`ftrl_adam.regret_of`.  Drawing
-S uniformly from all n coordinates (version 0.1.0) spreads it over every leaf,
+S uniformly from all n coordinates (the previous design) spreads it over every leaf,
 and reading k entries from L leaves costs the step about L small kernels.
 :func:`draw_subset` keeps the expectation and puts S on at most ``leaves``
 leaves:
