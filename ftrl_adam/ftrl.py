@@ -69,6 +69,9 @@ DOMAINS = ("box", "ball")
 # even when the per-coordinate rates span ten orders of magnitude (tested).
 BALL_SOLVER_ITERATIONS = 32
 
+# The attribute of the returned transform's ``update`` holding its options.
+_OPTIONS = "ftrl_adam_options"
+
 
 class ScaleByFtrlAdamState(NamedTuple):
   """State of :func:`scale_by_ftrl_adam` and :func:`ftrl_adam`.
@@ -482,7 +485,8 @@ def ftrl_adam(
     An ``optax.GradientTransformationExtraArgs``; its state is the 2-tuple
     ``(ScaleByFtrlAdamState, clip state)`` whatever the type of
     ``learning_rate`` (the clip state is ``optax.EmptyState()`` without a
-    radius), with a single ``count``.
+    radius), with a single ``count``.  Its options are readable with
+    :func:`options_of` (``regret_monitor`` takes them from it).
 
   Raises:
     ValueError: an option outside its allowed values (named in the message).
@@ -523,4 +527,65 @@ def ftrl_adam(
     # For the weighted ball the scaler already solved the exact argmin; the
     # projection that follows only guards ||Delta|| <= D against round-off.
     clip = (clipping.clip_box if domain == "box" else clipping.clip_ball)(radius)
-  return optax.chain(scaler, clip)
+  tx = optax.chain(scaler, clip)
+  setattr(tx.update, _OPTIONS, FtrlAdamOptions(
+      learning_rate=learning_rate if callable(learning_rate) else schedule(0),
+      b1=b1, b2=b2, eps=eps, radius=radius, domain=domain,
+      second_moment=second_moment, bias_correction=bias_correction,
+      eps_mode=eps_mode))
+  return tx
+
+
+class FtrlAdamOptions(NamedTuple):
+  """The options a transform returned by :func:`ftrl_adam` was built with.
+
+  Read by :func:`options_of` (and by :func:`ftrl_adam.regret_monitor`, which
+  takes the radius, b1, b2 and the learning rate from the ``ftrl_adam`` it
+  wraps).
+
+  Attributes:
+    learning_rate: the learning rate as float32, or the schedule given.
+    b1: float32.
+    b2: float32.
+    eps: float32.
+    radius: float32, or None without a clip.
+    domain: ``"box"`` or ``"ball"`` (meaningful with a radius).
+    second_moment: ``"per_coordinate"`` or ``"global"``.
+    bias_correction: True or False.
+    eps_mode: ``"adam"`` or ``"ftrl"``.
+  """
+
+  learning_rate: Any
+  b1: Any
+  b2: Any
+  eps: Any
+  radius: Any
+  domain: str
+  second_moment: str
+  bias_correction: bool
+  eps_mode: str
+
+
+def options_of(tx: Any) -> Optional[FtrlAdamOptions]:
+  """The options of a transform returned by :func:`ftrl_adam`; None for any other.
+
+  Only the transform :func:`ftrl_adam` returned carries them (on its
+  ``update`` function): a chain or wrapper around it does not.
+
+  Args:
+    tx: any object.
+
+  Returns:
+    A :class:`FtrlAdamOptions`, or None.
+
+  Example:
+    >>> import optax, ftrl_adam as fa
+    >>> from ftrl_adam import ftrl
+    >>> opts = ftrl.options_of(fa.ftrl_adam(0.1, b1=0.8, radius=0.05))
+    >>> round(float(opts.b1), 6), round(float(opts.radius), 6), opts.domain
+    (0.8, 0.05, 'box')
+    >>> ftrl.options_of(optax.adam(0.1)) is None
+    True
+  """
+  options = getattr(getattr(tx, "update", None), _OPTIONS, None)
+  return options if isinstance(options, FtrlAdamOptions) else None
