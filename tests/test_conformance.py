@@ -1,66 +1,41 @@
-"""One conformance matrix for every transform of the package (STYLE.md).
+"""One conformance matrix for every transform (STYLE.md; issue 20 item 7).
 
-optax's ``contrib/_common_test.py`` idea, written with chex: every transform
-is a row of ``ROWS`` and goes through the same columns, the test methods of
-``ConformanceTest`` (a row skips a column only where the column has nothing
-of that row to test: see :class:`Row`).
+optax's ``contrib/_common_test.py`` idea, with chex: each transform is a row
+of ``ROWS`` (``ftrl_adam`` unclipped with optax.adam's defaults, box, ball,
+with a schedule; ``scale_by_ftrl_adam``, ``clip_box``, ``clip_ball``,
+``ema_params``, ``posthoc_ema_params``, ``regret_monitor``,
+``online_to_nonconvex``, ``with_ema``) and goes through the columns, the
+methods of ``ConformanceTest``: a jitted loop compiles once and keeps the
+placement (uncommitted, committed, sharded params), an un-jitted update
+compiles nothing the second time; ``inject_hyperparams``, a constant
+schedule, ``None`` and ``MaskedNode`` leaves, a taken ``lax.cond`` give the
+reference's run (chex variants with and without jit, where jit makes a
+difference); dtypes kept (f32, bf16, f16, complex64); ``MultiSteps``;
+abstract ``init`` and ``optax.tree.map_params``; Python-scalar leaves;
+``jax.export`` for GPU and TPU.  A row skips a column only where the column
+has nothing of that row to test (:class:`Row`).  Every run but the
+reference passes extra arguments; a row's reader (``ema_params_of``, ...)
+must read through every wrapper what it reads without it.
 
-Rows: ``ftrl_adam`` unclipped (optax.adam's defaults), box, ball, and with a
-schedule as learning rate; ``scale_by_ftrl_adam``, ``clip_box``,
-``clip_ball``, ``ema_params``, ``posthoc_ema_params``, ``regret_monitor``,
-``online_to_nonconvex``, ``with_ema``.
+Compiling is what costs, so the equivalence columns share one program per
+row and mode: ``_runs`` steps the reference and the row's variants together
+(jitted, or op by op) and keeps the numbers.  The variants that must compute
+what the reference computes (None leaves, masked leaves, a constant
+schedule, a taken lax.cond) step from the reference's state: compared step
+by step, bit for bit, and XLA computes them once.  The injected run is
+independent: op by op it equals the reference bit for bit; jitted, to float32
+rounding (its hyperparameters are runtime values where the reference's are
+constants XLA folds; measured <= 4e-7 relative).  One failing path fails the
+row's equivalence columns together, with the path's error.
 
-Columns:
+Transforms are built at import, never inside a trace: one built under
+``jit`` holds that trace's tracers as hyperparameters, and a later program
+closing over them gets them as extra arguments that JAX's dispatch fast path
+does not pass ("Execution supplied 11 arguments but compiled program
+expected 12").  ``_runs`` shares numbers, not compiled programs.
 
-* a jitted ``params, state = step(params, state, g)`` loop with extra
-  arguments compiles once and keeps the placement of params and state:
-  uncommitted params, params committed to a device, params on a
-  ``NamedSharding`` (whose ``jax.ShapeDtypeStruct`` twins give an ``init``
-  placed alike); un-jitted, a second identical call compiles nothing;
-* ``optax.inject_hyperparams`` gives the same run, its hyperparameters really
-  in the state (chex variants: with and without jit);
-* a constant schedule gives the float learning rate's run (with and without);
-* dtypes kept (float32, bfloat16, float16, and complex64 where the row takes
-  it): updates in the gradient's type, the state's types unchanged by a step
-  (what ``lax.cond`` and ``MultiSteps`` need of both branches), float32 state
-  at least unless the row documents params-dtype copies.  Types are decided
-  by tracing: ``jax.eval_shape`` checks them without compiling;
-* ``None`` leaves and ``optax.masked``'s ``MaskedNode`` leaves change nothing
-  else (with and without jit);
-* every call under ``jax.lax.cond``: a skipped call changes nothing; inside
-  ``optax.MultiSteps`` two micro-steps give zero updates, then the step on
-  their mean gradient;
-* ``init`` on ``jax.ShapeDtypeStruct``, ``optax.tree.map_params`` reaches
-  the state, Python-scalar leaves;
-* the step lowers for GPU and TPU: ``jax.export`` for ``("cuda", "tpu")``.
-
-Where a row has a reader (``ema_params_of``, ``posthoc_emas_of``,
-``regret_of``, ``nonconvex_iterate``) it must find the state through each
-wrapper and read what it reads without it.  Every run passes extra arguments
-and the reference does not: they are ignored.
-
-Cost.  Compiling is what costs here, so the equivalence columns share one
-program per row and mode: ``_runs`` steps the reference and every variant of
-the row together (one ``jit``, or op by op) and keeps the numbers for the
-columns.  The variants that must compute what the reference computes (None
-leaves, masked leaves, a constant schedule) step from the reference's state,
-so each of their steps is compared with the reference's from the same state,
-bit for bit, and XLA computes them once.  The injected run is the one
-independent computation: jitted, it equals the reference to float32 rounding
-(an injected hyperparameter is a runtime value where the plain transform's
-is a constant that XLA folds; measured <= 4e-7 relative), op by op bit for
-bit.  Tiny params (a (3,) and a (2, 2) leaf) and T = 3 steps.
-
-Transforms are built when this module is imported, never inside a trace: one
-built under ``jit`` holds its hyperparameters as that trace's tracers, and a
-later program closing over them gets them as extra arguments that JAX's
-dispatch fast path does not pass ("Execution supplied 11 arguments but
-compiled program expected 12").  Each test jits its own functions; ``_runs``
-shares numbers, not compiled programs.
-
-Then the lab's compiled cells (a beta-grid group, a per-cell game, a study
-cell) export for GPU and TPU, traced without progress (no host callback), and
-the EMA's place in a chain is checked (issue 20).
+Then the lab's compiled cells export for GPU and TPU without host callbacks,
+and the EMA's place in a chain is checked (issue 20 item 6).
 """
 
 import dataclasses
@@ -115,11 +90,12 @@ class Row:
   complex_ok: it takes complex params.
   f32_state: every float state leaf is float32 or wider (False: it keeps
     params-dtype copies, documented: the conversion's play and iterate).
-  placements: the placements of its params in the jitted loop.  Sharded
-    (``NamedSharding``) params are committed ones, and the stricter probe: a
-    row whose ``init`` is other rows' (ftrl_adam's and the clip's) has only
-    the uncommitted loop; a single device's sharding type (chosen by
-    ``_numerics`` for every row alike) is run by two rows.
+  placements: where its params live in the jitted loop.  Sharded
+    (``NamedSharding``) params are committed ones and the stricter probe of
+    an ``init`` (its scalars placed like the params); the rows whose ``init``
+    is other rows' (ftrl_adam's and a clip's) run uncommitted params only,
+    and one device's sharding (``_numerics`` places it for every row alike)
+    is run by two rows.
   """
 
   make: Callable[[], Any]
@@ -168,7 +144,7 @@ ROWS = {
         make=lambda: fa.ema_params(0.9),
         inject=lambda: (_inject(fa.ema_params, decay=0.9), {"decay"}),
         reader=fa.ema_params_of),
-    "posthoc_ema_params": Row(
+    "posthoc_ema_params": Row(   # nothing to inject: its widths are static
         make=fa.posthoc_ema_params, reader=fa.posthoc_emas_of),
     "regret_monitor": Row(
         make=lambda: fa.regret_monitor(optax.sgd(LR), **MONITOR),
