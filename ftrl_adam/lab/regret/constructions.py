@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ftrl_adam import _d3
 from ftrl_adam.lab.regret import adversaries as _adv
 from ftrl_adam.lab.regret import bounds
 from ftrl_adam.lab.regret import games
@@ -61,7 +62,7 @@ def learner_regret(b1, b2, radius, c, xs, grad_of):
 
   carry0 = (learner.init(w), zero, jnp.zeros([], _f32), zero)
   (_, _, loss, m), _ = jax.lax.scan(body, carry0, xs)
-  return loss + radius * jnp.sum(jnp.abs(m))
+  return _d3.sup_regret(loss, m, radius, "box")
 
 
 def _geometric(lo: int, hi: int) -> list[int]:
