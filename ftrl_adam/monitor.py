@@ -295,6 +295,12 @@ class _Monitor:
         [loss, regret, jnp.maximum(sums[2], regret)] + extra)
 
 
+def _add_pairs(p, q):
+  # A module-level function: lax.reduce caches its computation by the
+  # function's identity (a fresh lambda per call recompiled it every step).
+  return p[0] + q[0], p[1] + q[1]
+
+
 def _sums(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
   """(sum of a, sum of b) over every entry of two like-shaped trees.
 
@@ -305,8 +311,7 @@ def _sums(a: Any, b: Any) -> tuple[jax.Array, jax.Array]:
   """
   total = (jnp.zeros([], _f32), jnp.zeros([], _f32))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    sx, sy = jax.lax.reduce((x, y), (_f32(0), _f32(0)),
-                            lambda p, q: (p[0] + q[0], p[1] + q[1]),
+    sx, sy = jax.lax.reduce((x, y), (_f32(0), _f32(0)), _add_pairs,
                             tuple(range(np.ndim(x))))
     total = (total[0] + sx, total[1] + sy)
   return total
