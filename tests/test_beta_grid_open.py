@@ -162,20 +162,24 @@ def test_two_processes_write_the_table_of_one(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
   two = tmp_path / "two"
+  # Output to files: one process blocked on a full pipe that is not being
+  # read would block the other in their collectives.
+  logs = [tmp_path / f"process{i}.log" for i in range(2)]
   procs = [subprocess.Popen(
       [sys.executable, "-m", "ftrl_adam.cli", *args, "--out", str(two),
        "--distributed", "--coordinator", f"127.0.0.1:{port}",
        "--num-processes", "2", "--process-id", str(i)],
-      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+      env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+      for i, log in enumerate(logs)]
   try:
-    results = [p.communicate(timeout=300) for p in procs]
+    for p in procs:
+      p.wait(timeout=300)
   finally:
     for p in procs:
       if p.poll() is None:
         p.kill()
-  for p, (_, err) in zip(procs, results, strict=True):
-    assert p.returncode == 0, err[-3000:]
+  for p, log in zip(procs, logs, strict=True):
+    assert p.returncode == 0, log.read_text()[-3000:]
   assert (two / "results.csv").read_bytes() == (one / "results.csv").read_bytes()
 
 

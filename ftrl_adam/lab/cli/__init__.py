@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -116,12 +117,22 @@ def run() -> int:
   try:
     from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
     devices.use_cpu_cores()
-    return main()
+    status = main()
   except BaseException as e:  # pylint: disable=broad-except
     if not _interrupted(e):
       raise
     print("\nftrl-adam: interrupted.", file=sys.stderr)
-    return 130
+    status = 130
+  if status == 130:
+    # Interrupted: XLA may still be running the computation the Ctrl-C cut
+    # short, and a normal interpreter exit under a running XLA thread aborts
+    # ("terminate called without an active exception", SIGABRT).  Every
+    # file is written and every lock released by now (the engine's finally
+    # blocks ran); leave without the interpreter's teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)  # pylint: disable=protected-access
+  return status
 
 
 if __name__ == "__main__":

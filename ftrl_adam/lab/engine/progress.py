@@ -77,6 +77,8 @@ class Progress:
     self._cells0 = self._cells_done = self._chunks_done = 0
     self._chunk_cells = 0
     self._open_line = False
+    #: A Ctrl-C caught inside :meth:`tick`, for the engine to raise.
+    self.interrupted = False
 
   def _emit(self, text: str, final: bool) -> None:
     with self._lock:
@@ -127,7 +129,18 @@ class Progress:
     self._last = time.perf_counter()
 
   def tick(self, t: Any, total: int) -> None:
-    """Round ``t`` of ``total`` of the running chunk (a host callback)."""
+    """Round ``t`` of ``total`` of the running chunk (a host callback).
+
+    A Ctrl-C that lands in here is kept in :attr:`interrupted` (raised inside
+    a callback, XLA would turn it into a ``JaxRuntimeError``); the engine
+    raises ``KeyboardInterrupt`` when the chunk returns.
+    """
+    try:
+      self._tick(t, total)
+    except KeyboardInterrupt:
+      self.interrupted = True
+
+  def _tick(self, t: Any, total: int) -> None:
     now = time.perf_counter()
     if not self.enabled or now - self._last < self.min_interval:
       return

@@ -194,21 +194,34 @@ class _Run:
     """Runs the chunks not done; the next is dispatched before this one is read."""
     lay, compiled = self.program.layout, self.program.compile()
     pending = None
-    for i in range(lay.n_chunks):
-      if i in done:
-        continue
-      start, stop = lay.rows(i, self.n)
-      inputs = _chunk_inputs(self.program, table, start, stop)
-      self.bar.chunk_started(stop - start)
-      item = (i, start, stop, compiled(inputs), time.perf_counter())
+    try:
+      for i in range(lay.n_chunks):
+        if i in done:
+          continue
+        start, stop = lay.rows(i, self.n)
+        inputs = _chunk_inputs(self.program, table, start, stop)
+        self.bar.chunk_started(stop - start)
+        item = (i, start, stop, compiled(inputs), time.perf_counter())
+        if pending is not None:
+          self._finish(*pending)
+        pending = item
       if pending is not None:
         self._finish(*pending)
-      pending = item
-    if pending is not None:
-      self._finish(*pending)
+    except jax.errors.JaxRuntimeError as e:
+      # A Ctrl-C inside a progress callback reaches here as XLA's error
+      # around the callback's traceback: it is the Ctrl-C.
+      if self.bar.interrupted or "KeyboardInterrupt" in str(e):
+        raise KeyboardInterrupt from None
+      raise
 
   def _finish(self, i: int, start: int, stop: int, out: Any, t0: float
               ) -> None:
+    self._save(i, start, stop, out, t0)
+    if self.bar.interrupted:     # a Ctrl-C kept by a progress callback
+      raise KeyboardInterrupt
+
+  def _save(self, i: int, start: int, stop: int, out: Any, t0: float
+            ) -> None:
     outputs = self.program.outputs
     host = {k: _devices.to_host(v).reshape((-1,) + outputs[k][0])[:stop - start]
             for k, v in out.items()}
