@@ -55,9 +55,9 @@ from ftrl_adam.lab.protocol import Size
 from ftrl_adam.lab.protocol import seconds_line
 from ftrl_adam.lab import options as _opt
 from ftrl_adam.lab.report import summary as _report
-from ftrl_adam.lab.studies import tasks as tasks_lib
+from ftrl_adam.lab.studies import registry as tasks_lib
 from ftrl_adam.lab.studies import train as train_lib
-from ftrl_adam.lab.studies.tasks import Task
+from ftrl_adam.lab.studies.task import Task
 
 #: Metrics the learning rate can be tuned on (lower is better).
 TUNE_METRICS = ("val_loss", "val_loss_ema", "best_val_loss",

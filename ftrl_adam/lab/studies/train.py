@@ -31,8 +31,8 @@ from ftrl_adam import _checks
 from ftrl_adam.ema import ema_params
 from ftrl_adam.ema import ema_params_of
 from ftrl_adam.ftrl import ftrl_adam
-from ftrl_adam.lab.studies.tasks import Task
-from ftrl_adam.lab.studies.tasks import mean
+from ftrl_adam.lab.studies.task import Task
+from ftrl_adam.lab.studies.task import mean
 
 #: The scalar metrics of every run (accuracy ones only for tasks that define it).
 LOSS_METRICS = (
