@@ -4,9 +4,10 @@ The public API:
 
 * :func:`scale_by_ftrl_adam`, :func:`ftrl_adam` - the FTRL-update Adam transforms;
 * :func:`clip_box`, :func:`clip_ball` - zero-safe clipping to the FTRL domains;
-* :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (docs/theory.md 5);
-* :func:`posthoc_ema_params`, :class:`PosthocSnapshotKeeper`, :func:`posthoc_ema`
-  - post-hoc EMA (Karras et al. 2024): choose sigma_rel after training;
+* :func:`ema_params`, :func:`ema_params_of` - EMA of the parameters (docs/theory.md 5),
+  last in a chain; :func:`with_ema` puts it there;
+* :func:`posthoc_ema_params` (:func:`with_posthoc_ema`), :class:`PosthocSnapshotKeeper`,
+  :func:`posthoc_ema` - post-hoc EMA (Karras et al. 2024): choose sigma_rel after training;
 * :func:`online_to_nonconvex`, :func:`nonconvex_iterate` - the conversion of
   docs/theory.md 4, and :func:`ahn_cutkosky`, the full Ahn & Cutkosky algorithm;
 * :func:`regret_monitor`, :func:`regret_of`, :class:`RegretRecorder`,
@@ -39,6 +40,7 @@ from ftrl_adam.ema import EmaParamsState
 from ftrl_adam.ema import ema_params
 from ftrl_adam.ema import ema_params_of
 from ftrl_adam.ema import power_from_sigma_rel
+from ftrl_adam.ema import with_ema
 from ftrl_adam.ftrl import ScaleByFtrlAdamState
 from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
@@ -55,6 +57,7 @@ from ftrl_adam.posthoc import posthoc_ema
 from ftrl_adam.posthoc import posthoc_ema_params
 from ftrl_adam.posthoc import posthoc_ema_weights
 from ftrl_adam.posthoc import posthoc_emas_of
+from ftrl_adam.posthoc import with_posthoc_ema
 from ftrl_adam.recipes import ahn_cutkosky
 
 __version__ = "0.1.0"
@@ -148,4 +151,6 @@ __all__ = (
     "scale_by_ftrl_adam",
     "studies",
     "testing",
+    "with_ema",
+    "with_posthoc_ema",
 )

@@ -105,6 +105,30 @@ def _draw(key_data, impl, t_minus_1, scaling):
   return jax.random.exponential(key, (), jnp.float32)
 
 
+def _scaled_updates(scaling, delta, old_delta, old_scale, s):
+  """(the update returned, the step of the learner's iterate) for ``scaling``.
+
+  uniform: (1 - s_n) delta_n + s_{n+1} delta_{n+1}, the iterate moves by
+  delta; exponential: s delta both; none: delta both (docs/theory.md 4).
+  """
+  if scaling == "none":
+    return delta, delta
+  if scaling == "exponential":
+    out = jax.tree.map(
+        lambda d: None if d is None else (s * d).astype(d.dtype),
+        delta, is_leaf=_is_none)
+    return out, out
+  carry = 1.0 - old_scale
+
+  def combine(d_old, d):
+    if d is None:
+      return None
+    ct = jnp.promote_types(d.dtype, jnp.float32)
+    return (carry * d_old.astype(ct) + s * d.astype(ct)).astype(d.dtype)
+
+  return jax.tree.map(combine, old_delta, delta, is_leaf=_is_none), delta
+
+
 def online_to_nonconvex(
     learner: optax.GradientTransformation,
     *,
@@ -215,26 +239,7 @@ def online_to_nonconvex(
     count = optax.safe_increment(state.count)
     s = _draw(state.key, impl, count, scaling)          # s_{n+1}
 
-    if scaling == "none":
-      out = delta
-      step = delta
-    elif scaling == "exponential":
-      out = jax.tree.map(
-          lambda d: None if d is None else (s * d).astype(d.dtype),
-          delta, is_leaf=_is_none)
-      step = out
-    else:  # uniform: (1 - s_n) delta_n + s_{n+1} delta_{n+1}
-      carry = 1.0 - state.scale
-
-      def combine(d_old, d):
-        if d is None:
-          return None
-        ct = jnp.promote_types(d.dtype, jnp.float32)
-        return (carry * d_old.astype(ct) + s * d.astype(ct)).astype(d.dtype)
-
-      out = jax.tree.map(combine, state.play, delta, is_leaf=_is_none)
-      step = delta
-
+    out, step = _scaled_updates(scaling, delta, state.play, state.scale, s)
     iterate = optax.apply_updates(state.iterate, step)
     play = optax.tree.cast_like(delta, state.play)
     return out, wrap(OnlineToNonconvexState(

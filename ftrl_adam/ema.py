@@ -1,8 +1,10 @@
 """Exponential moving average (EMA) of the parameters, as an optax transform.
 
-:func:`ema_params` sits last in an optax chain, passes the updates through
-unchanged and keeps in its state the EMA of the parameters the training loop
-will hold after the step, ``x_n = params + updates`` (docs/theory.md section 5):
+:func:`ema_params` sits last in an optax chain (:func:`with_ema` puts it there;
+:func:`ema_params_of` refuses an EMA placed before a stateful transform),
+passes the updates through unchanged and keeps in its state the EMA of the
+parameters the training loop will hold after the step,
+``x_n = params + updates`` (docs/theory.md section 5):
 
     ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n.
 
@@ -56,13 +58,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ftrl_adam import _averaging
 from ftrl_adam import _checks
 from ftrl_adam import _numerics
 from ftrl_adam import _state_search
 
-_is_none = _numerics.is_none
-
-SOURCES = ("updated", "gradient_point")
+SOURCES = _averaging.SOURCES
 
 
 class EmaParamsState(NamedTuple):
@@ -79,6 +80,10 @@ class EmaParamsState(NamedTuple):
   count: jax.Array
   weight_sum: jax.Array
   ema: optax.Params
+
+  # The transform returns its updates unchanged: another EMA may follow it in
+  # a chain (read by the check of ema_params_of).
+  passes_updates_through = True
 
 
 def ema_params_of(opt_state: Any, name: Optional[str] = None) -> optax.Params:
@@ -103,7 +108,11 @@ def ema_params_of(opt_state: Any, name: Optional[str] = None) -> optax.Params:
     The (already debiased) EMA, a tree like the params, in ``ema_dtype``.
 
   Raises:
-    ValueError: no EMA state, several and no ``name``, or ``name`` not found.
+    ValueError: no EMA state, several and no ``name``, or ``name`` not found;
+      or the EMA's state comes before the state of a transform that changes
+      the updates in its ``optax.chain`` (e.g. ``optax.chain(ema_params(0.9),
+      ftrl_adam(0.1))``, which averaged params + gradient): the EMA must be
+      last (:func:`with_ema` builds that order).
 
   Example:
     >>> import jax.numpy as jnp, optax, ftrl_adam as fa
@@ -118,6 +127,7 @@ def ema_params_of(opt_state: Any, name: Optional[str] = None) -> optax.Params:
   """
   state = _state_search.find_state(
       opt_state, EmaParamsState, name, "ema_params")
+  _averaging.check_last(opt_state, EmaParamsState, "ema_params", "with_ema")
   return _state_search.unwrap_variables(_state_search.field(state, "ema"))
 
 
@@ -163,14 +173,7 @@ def _decay_fn(decay, power, warmup_power, warmup_gamma, min_decay,
   """(n, m) -> (gamma, 1 - gamma) in float32: n the optimizer step (1-based,
   int32), m the EMA update (1-based, int32); see the module docstring."""
   if power is not None:
-    def gamma(n, m):
-      del n
-      m = m.astype(jnp.float32)
-      # 1 - gamma as -expm1((1 + p) log1p(-1/m)): accurate however long the
-      # run (1 - (1 - 1/m)**(1 + p) in float32 loses 1.3% at m = 1e6, p = 6.94).
-      log_g = (1.0 + power) * jnp.log1p(-1.0 / m)
-      return jnp.exp(log_g), -jnp.expm1(log_g)
-    return gamma
+    return lambda n, m: _averaging.power_decay(m, power)
   after = 0 if update_after_step is None else update_after_step
   if warmup_power is not None:
     def gamma(n, m):
@@ -189,19 +192,6 @@ def _decay_fn(decay, power, warmup_power, warmup_gamma, min_decay,
     g = jnp.where(n - after - 1 > 0, decay, 0.0)
     return g, 1.0 - g
   return gamma
-
-
-def _blend(ema, x, w, active):
-  """ema + w (x - ema) in float32 at least; exactly x where w = 1."""
-  if ema is None:
-    return None
-  ct = jnp.promote_types(ema.dtype, jnp.float32)
-  e = ema.astype(ct)
-  xc = jnp.asarray(x).astype(ct)
-  new = jnp.where(w >= 1.0, xc, e + w.astype(ct) * (xc - e))
-  if active is not None:
-    new = jnp.where(active, new, e)
-  return new.astype(ema.dtype)
 
 
 def _canonical_int(name: str, x: Any, low: int) -> Any:
@@ -235,7 +225,9 @@ def ema_params(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Keeps an EMA of the parameters in the optimizer state; updates pass through.
 
-  Place it **last** in an ``optax.chain``: it averages
+  Place it **last** in an ``optax.chain`` - or let :func:`with_ema` do it:
+  ``fa.with_ema(optimizer, decay, **kwargs)`` is ``optax.chain(optimizer,
+  fa.ema_params(decay, **kwargs))``.  It averages
   ``x_n = optax.apply_updates(params, updates)``, the parameters the loop holds
   after step n, rounded to the params' dtype explicitly, also under ``jit``
   (``source="updated"``, ema-pytorch, timm, Karras), or the ``params`` it is
@@ -243,6 +235,15 @@ def ema_params(
   (``source="gradient_point"``; after :func:`ftrl_adam.online_to_nonconvex`
   these are the random points y_n and the EMA is Ahn & Cutkosky's output
   ybar_n exactly, docs/theory.md section 4).
+
+  **Why last.**  A transform placed after it changes the updates the EMA has
+  already averaged: ``optax.chain(fa.ema_params(0.9), fa.ftrl_adam(0.1))``
+  averages params + *gradient*.  optax cannot tell a transform its place,
+  so :func:`ema_params_of` checks the state instead: it raises a
+  ``ValueError`` when the EMA's state comes before the state of a stateful
+  transform in the same chain (FTRL-Adam's moments, optax's ``adam``, ...);
+  other EMAs may follow.  A stateless transform after it (``optax.scale``)
+  leaves no trace in the state and cannot be caught: keep it last.
 
       ybar_n = gamma_n ybar_{n-1} + (1 - gamma_n) x_n
 
@@ -391,34 +392,17 @@ def ema_params(
     return state if name is None else state[name]
 
   def init_fn(params):
-    def copy(p):
-      dt = (jnp.dtype(ema_dtype) if ema_dtype is not None
-            else jnp.promote_types(_numerics.leaf_dtype(p), jnp.float32))
-      if isinstance(p, jax.ShapeDtypeStruct):
-        return _numerics.zeros_like(p, dt)   # shapes only: no values to copy
-      return jnp.array(p, dtype=dt, copy=True)
-    ema = jax.tree.map(lambda p: None if p is None else copy(p), params,
-                       is_leaf=_is_none)
     return wrap(EmaParamsState(
         count=_numerics.scalar_like(params, 0, jnp.int32),
         weight_sum=_numerics.scalar_like(params, 0.0 if debias else 1.0,
                                          jnp.float32),
-        ema=ema))
+        ema=_averaging.init_average(params, ema_dtype)))
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    if params is None:
-      raise ValueError(
-          "`ema_params` needs `params` in `update(updates, state, params)`: it "
-          "averages the parameters (pass them, as nnx.Optimizer and "
-          "TrainState.apply_gradients do).")
+    x = _averaging.averaged_point(updates, params, source, "ema_params")
     state = unwrap(state)
     count = optax.safe_increment(state.count)
-    if source == "updated":
-      x = jax.tree.map(_numerics.as_held, optax.apply_updates(params, updates),
-                       is_leaf=_is_none)
-    else:
-      x = params
     if isinstance(every, int) and every == 1:
       active = None
       m = count
@@ -436,10 +420,87 @@ def ema_params(
     if active is not None:
       weight_sum = jnp.where(active, weight_sum, state.weight_sum)
     ema = jax.tree.map(
-        lambda e, xi: _blend(e, xi, w, active), state.ema, x,
-        is_leaf=_is_none)
+        lambda e, xi: _averaging.blend(e, xi, w, active), state.ema, x,
+        is_leaf=_numerics.is_none)
     new_state = EmaParamsState(
         count=count, weight_sum=weight_sum.astype(jnp.float32), ema=ema)
     return updates, wrap(new_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def with_ema(
+    optimizer: optax.GradientTransformation,
+    decay: Any = None,
+    *,
+    power: Any = None,
+    debias: bool = True,
+    warmup_power: Any = None,
+    warmup_gamma: Any = 1.0,
+    min_decay: Any = 0.0,
+    update_after_step: Any = None,
+    every: int = 1,
+    source: str = "updated",
+    ema_dtype: Optional[Any] = None,
+    name: Optional[str] = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""``optimizer`` followed by :func:`ema_params`: the EMA in its one right place.
+
+  :func:`ema_params` averages ``x_n = params + updates``, the parameters the
+  loop holds after step n, so it must come after every transform that
+  changes the updates.  ``with_ema(optimizer, decay, **kwargs)`` is
+  ``optax.chain(optimizer, ema_params(decay, **kwargs))``: the order is
+  fixed, and :func:`ema_params_of` reads the EMA from its state.  Its
+  arguments are named (not ``**kwargs``), so
+  ``optax.inject_hyperparams(functools.partial(with_ema, optimizer))(decay=...)``
+  injects the decay.  (The wrong
+  order, ``optax.chain(ema_params(0.9), ftrl_adam(0.1))``, averages params +
+  *gradient*; :func:`ema_params_of` refuses to read it.)
+
+  Args:
+    optimizer: any optax ``GradientTransformation`` (its extra arguments are
+      passed through).
+    decay: the EMA's decay, as in :func:`ema_params`.
+    power: as in :func:`ema_params`.
+    debias: as in :func:`ema_params`.
+    warmup_power: as in :func:`ema_params`.
+    warmup_gamma: as in :func:`ema_params`.
+    min_decay: as in :func:`ema_params`.
+    update_after_step: as in :func:`ema_params`.
+    every: as in :func:`ema_params`.
+    source: as in :func:`ema_params`.
+    ema_dtype: as in :func:`ema_params`.
+    name: as in :func:`ema_params`.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose state is the tuple
+    ``(optimizer's state, EmaParamsState)``; ``update`` requires ``params``.
+
+  Raises:
+    ValueError: ``optimizer`` is not an optax transform, or any error of
+      :func:`ema_params`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
+    >>> tx = fa.with_ema(optax.sgd(0.1), 0.9)
+    >>> params = {"w": jnp.array([1.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(3):
+    ...   updates, state = tx.update({"w": jnp.array([1.0])}, state, params)
+    ...   params = optax.apply_updates(params, updates)
+    >>> round(float(fa.ema_params_of(state)["w"][0]), 5)   # as ema_params'
+    0.79299
+
+  References:
+    docs/theory.md section 5; the EMA of Ahn & Cutkosky, NeurIPS 2024,
+    https://arxiv.org/abs/2405.18199.
+  """
+  if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+    raise ValueError(
+        "`optimizer` must be an optax GradientTransformation (init, update), "
+        f"got {optimizer!r}.")
+  return optax.chain(optimizer, ema_params(
+      decay, power=power, debias=debias, warmup_power=warmup_power,
+      warmup_gamma=warmup_gamma, min_decay=min_decay,
+      update_after_step=update_after_step, every=every, source=source,
+      ema_dtype=ema_dtype, name=name))

@@ -203,6 +203,43 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   return jnp.where(finite, lam, jnp.nan)
 
 
+def _direction(mu, nu, updates, k, c, e, r, is_global):
+  """(k m + c g) / (sqrt(v + r) + e) per leaf, 0/0 := 0; and the denominator."""
+
+  def numerator(m, g):
+    if m is None:
+      return None
+    num = k * m
+    if c is not None:
+      g = jnp.asarray(g)
+      num = num + c * g.astype(jnp.promote_types(g.dtype, _f32))
+    return num
+
+  num = jax.tree.map(numerator, mu, updates, is_leaf=_is_none)
+  if is_global:
+    den = jnp.sqrt(nu.astype(_f32) + r) + e
+    direction = jax.tree.map(
+        lambda n: None if n is None else _numerics.div_or_zero(n, den),
+        num, is_leaf=_is_none)
+  else:
+    den = jax.tree.map(
+        lambda v: None if v is None else jnp.sqrt(v + r) + e, nu,
+        is_leaf=_is_none)
+    direction = jax.tree.map(
+        lambda n, d: None if n is None else _numerics.div_or_zero(n, d),
+        num, den, is_leaf=_is_none)
+  return direction, den
+
+
+def _ball_argmin(direction, den, lr, radius):
+  """The direction of the exact per-coordinate-rate FTRL argmin over the ball:
+  x_i = x~_i h_i / (h_i + lam) with x~ = lr * direction (docs/theory.md 2 [D])."""
+  xt = jax.tree.map(lambda d: lr * d, direction)
+  lam = _weighted_ball_lambda(xt, den, radius, BALL_SOLVER_ITERATIONS)
+  return jax.tree.map(lambda d, h: d * _numerics.div_or_zero(h, h + lam),
+                      direction, den)
+
+
 def _scale_by_ftrl_adam(
     b1, b2, eps, eps_root, *, bias_correction, eps_mode, second_moment,
     mu_dtype, nu_dtype, nesterov, schedule=None, ball_radius=None,
@@ -238,42 +275,14 @@ def _scale_by_ftrl_adam(
     count = optax.safe_increment(state.count)
     k, c, e, r = _step_constants(b1, b2, eps, eps_root, count,
                                  bias_correction, eps_mode, nesterov)
-
-    def numerator(m, g):
-      if m is None:
-        return None
-      num = k * m
-      if c is not None:
-        g = jnp.asarray(g)
-        num = num + c * g.astype(jnp.promote_types(g.dtype, _f32))
-      return num
-
-    num = jax.tree.map(numerator, mu, updates, is_leaf=_is_none)
-    if is_global:
-      den = jnp.sqrt(nu.astype(_f32) + r) + e
-      direction = jax.tree.map(
-          lambda n: None if n is None else _numerics.div_or_zero(n, den),
-          num, is_leaf=_is_none)
-    else:
-      den = jax.tree.map(
-          lambda v: None if v is None else jnp.sqrt(v + r) + e, nu,
-          is_leaf=_is_none)
-      direction = jax.tree.map(
-          lambda n, d: None if n is None else _numerics.div_or_zero(n, d),
-          num, den, is_leaf=_is_none)
-
+    direction, den = _direction(mu, nu, updates, k, c, e, r, is_global)
     if schedule is None:
       scale = None
     else:
       lr = schedule(state.count)
       scale = -lr
       if ball_radius is not None:
-        xt = jax.tree.map(lambda d: lr * d, direction)
-        lam = _weighted_ball_lambda(xt, den, ball_radius,
-                                    BALL_SOLVER_ITERATIONS)
-        direction = jax.tree.map(
-            lambda d, h: d * _numerics.div_or_zero(h, h + lam),
-            direction, den)
+        direction = _ball_argmin(direction, den, lr, ball_radius)
 
     def out(d, g):
       if g is None:

@@ -137,3 +137,18 @@ def test_bench_in_a_checkout_leaves_the_committed_results_alone(
   ignored = open(os.path.join(os.path.dirname(__file__), "..",
                               ".gitignore")).read().split()
   assert "/bench-results/" in ignored
+
+
+def test_a_folder_of_the_previous_results_format_is_refused_saying_why(
+    tmp_path, capsys):
+  out = tmp_path / "old"
+  assert cli.main([*TINY, "--out", str(out)]) == 0
+  meta = json.loads((out / "run.json").read_text())
+  meta["format_version"] = 2          # as version 0.1.0 wrote it
+  (out / "run.json").write_text(json.dumps(meta))
+  capsys.readouterr()
+  assert cli.main([*TINY, "--out", str(out)]) == 2
+  line = _one_line(capsys.readouterr().err)
+  assert "earlier ftrl_adam (results format 2" in line
+  assert "--overwrite" in line and "--out" in line
+  assert cli.main([*TINY, "--out", str(out), "--overwrite"]) == 0

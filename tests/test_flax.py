@@ -1,4 +1,4 @@
-"""Real Flax training with ftrl_adam + ema_params: the examples of docs/howto_flax.md.
+"""Real Flax training with ftrl_adam + ema_params: the examples of docs/howto/flax.md.
 
 The how-to's ```python blocks are executed as written (grouped by their
 ``## `` section), so the documentation is tested, and the trained digits MLPs
@@ -17,7 +17,7 @@ from flax import nnx
 
 import ftrl_adam as fa
 
-HOWTO = pathlib.Path(__file__).resolve().parents[1] / "docs" / "howto_flax.md"
+HOWTO = pathlib.Path(__file__).resolve().parents[1] / "docs" / "howto" / "flax.md"
 
 
 def _sections():

@@ -9,7 +9,7 @@ stability under ``lax.cond``, ``MultiSteps``), ``tree_utils/_state_utils_test.py
 cases are rewritten here (no code copied); where they compare numbers, the
 reference is ``optax.adam`` itself with the same float32 hyperparameters.
 
-Deliberate differences (README, "Differences from optax.adam"): the state is
+Deliberate differences (docs/conventions.md, "Differences from optax.adam"): the state is
 float32 at least (optax keeps bf16 state for bf16 params), ``nu`` is real for
 complex params, and the state classes are the package's own.
 """

@@ -281,7 +281,7 @@ def test_tune_learning_rate_per_b1_b2_mean_over_seeds():
     sel = tuned["b1"] == np.float32(r["b1"])
     assert r["value"] == pytest.approx(np.min(tuned["val_loss"][sel]))
     assert r["b1_squared"] == pytest.approx(r["b1"] ** 2)
-    assert r["ratio"] == pytest.approx(r["b1"] / np.sqrt(r["best_b2"]))
+    assert r["beta_ratio"] == pytest.approx(r["b1"] / np.sqrt(r["best_b2"]))
   text = studies.format_summary(rows, "val_loss")
   assert "b1^2" in text and "best b2" in text
 

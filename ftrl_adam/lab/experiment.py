@@ -54,7 +54,6 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
-import numpy as np
 
 from ftrl_adam.lab import engine
 from ftrl_adam.lab.engine import _folder
@@ -166,6 +165,13 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     raise ResultsFolderError(
         f"{out_dir!r} was written by a newer ftrl_adam (format "
         f"{old.get('format_version')}). Upgrade or pick a new out_dir.")
+  if old.get("format_version", 0) < FORMAT_VERSION and not overwrite:
+    raise ResultsFolderError(
+        f"{out_dir!r} was written by an earlier ftrl_adam (results format "
+        f"{old.get('format_version')}; this version writes format "
+        f"{FORMAT_VERSION}, whose fingerprints also hold the device count): "
+        f"its chunks cannot be trusted to match this version's, so it is not "
+        f"resumed. " + hint)
   new = json.loads(_folder.canonical_json(dict(config)))
   if old.get("config") == new and old.get(
       "format_version") == FORMAT_VERSION and not overwrite:

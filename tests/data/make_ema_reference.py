@@ -78,7 +78,7 @@ CASES = [
     # inv_gamma 1, power 2/3): the averaging starts at step 111.
     dict(name="ema_pytorch_defaults", library="ema_pytorch", steps=160,
          seed=0, kwargs=dict()),
-    # docs/howto_flax.md: warmed up to 0.99 with power 3/4, every 2 steps.
+    # docs/howto/flax.md: warmed up to 0.99 with power 3/4, every 2 steps.
     dict(name="ema_pytorch_every_2", library="ema_pytorch", steps=40, seed=1,
          kwargs=dict(beta=0.99, update_after_step=0, update_every=2,
                      power=3 / 4)),

@@ -13,8 +13,12 @@ the machine into one XLA device per core before JAX starts
 (:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k`` chooses
 another count).  The flags of ``regret`` and ``study`` are read from their experiments'
 option lists; every option is checked before anything is compiled, and a
-bad value exits with status 2 and one line naming the flag.  Nothing in the
-lab imports this package.
+bad value exits with status 2 and one line naming the flag.  Options are
+never abbreviated, and an unknown one is reported by the subcommand it was
+given to, with the closest option it has.  ``regret``, ``study`` and
+``bench`` need the package's ``lab`` extra; without it they exit with status
+2 and one line naming it (``ftrl-adam --help`` and ``demo`` still work).
+Nothing in the lab imports this package.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ import importlib
 import sys
 from typing import Sequence
 
+from ftrl_adam import lab as _lab
+from ftrl_adam.lab.cli import _common
+
 SUBCOMMANDS = ("regret", "study", "bench", "demo")
+#: The subcommands that need the ``lab`` extra (``demo`` needs the optimizer only).
+NEED_EXTRA = ("regret", "study", "bench")
 
 
 def _version() -> str:
@@ -39,7 +48,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
   options are not built, so their modules, e.g. the studies', are not
   imported).
   """
-  parser = argparse.ArgumentParser(
+  parser = _common.Parser(
       prog="ftrl-adam",
       description=("Adam as FTRL on the updates: the regret lab's beta-grid "
                    "(`ftrl-adam regret`, the main job), training studies, "
@@ -47,10 +56,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                    "lists a subcommand's options."))
   parser.add_argument("--version", action="version",
                       version=f"ftrl-adam {_version()}")
-  sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+  sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND",
+                              parser_class=_common.Parser)
+  missing = _lab.missing_extra()
   for name in SUBCOMMANDS:
     module = importlib.import_module(f"ftrl_adam.lab.cli.{name}")
-    if only is None or name == only:
+    if missing and name in NEED_EXTRA:
+      sub.add_parser(name, help=f"{module.HELP} (needs the lab extra: "
+                                'pip install "ftrl-adam[lab]")')
+    elif only is None or name == only:
       module.add_parser(sub)
     else:
       sub.add_parser(name, help=module.HELP)
@@ -60,12 +74,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs ``ftrl-adam`` with ``argv`` (default ``sys.argv[1:]``); the exit status."""
   argv = list(sys.argv[1:] if argv is None else argv)
-  parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
-  args = parser.parse_args(argv)
+  command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+  if command in NEED_EXTRA:
+    message = _lab.extra_message("this command")
+    if message is not None:
+      print(f"ftrl-adam {command}: error: {message}", file=sys.stderr)
+      return 2
+  parser = build_parser(command)
+  # An unknown option is the subcommand's error (its usage, its options).
+  args, extras = parser.parse_known_args(argv)
+  if extras:
+    getattr(args, "_parser", parser).unknown(extras)
   if args.command is None:
     parser.print_help()
     return 0
   return args.func(args)
+
+
+def _interrupted(error: BaseException) -> bool:
+  """Whether ``error`` is a Ctrl-C, or what a Ctrl-C became (an interrupted
+  import of a compiled extension raises ImportError over KeyboardInterrupt)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    if isinstance(error, KeyboardInterrupt):
+      return True
+    seen.add(id(error))
+    error = error.__cause__ or error.__context__
+  return False
 
 
 def run() -> int:
@@ -75,11 +110,18 @@ def run() -> int:
   that the engine's shards run in parallel
   (:func:`ftrl_adam.grid.use_cpu_cores`; ``JAX_NUM_CPU_DEVICES=k`` chooses
   another count).  :func:`main` itself, called in a running program (a
-  test, a notebook), leaves that program's devices alone.
+  test, a notebook), leaves that program's devices alone.  Ctrl-C at any
+  moment, even while JAX is being imported, is one line and exit status 130.
   """
-  from ftrl_adam.lab import engine as grid  # pylint: disable=import-outside-toplevel
-  grid.use_cpu_cores()
-  return main()
+  try:
+    from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
+    devices.use_cpu_cores()
+    return main()
+  except BaseException as e:  # pylint: disable=broad-except
+    if not _interrupted(e):
+      raise
+    print("\nftrl-adam: interrupted.", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

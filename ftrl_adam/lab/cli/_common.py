@@ -1,5 +1,9 @@
 """What the ``ftrl-adam`` subcommands share (private): options and errors.
 
+* :class:`Parser`, the class of every parser of the command (the
+  subcommands' and the benchmarks' too): no abbreviations (``--seed 3`` is an
+  error, not ``--seeds 3``), and an unknown option is reported with the
+  closest one it resembles;
 * :func:`add_spec_options` builds a subcommand's flags from an experiment's
   option list (:class:`ftrl_adam.lab.options.Option`), so that names,
   defaults and help are written once, in the spec;
@@ -15,10 +19,62 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
+import re
 import sys
 from typing import Any, Callable, Optional, Sequence
+
+
+class Parser(argparse.ArgumentParser):
+  """An ``ArgumentParser`` that takes no abbreviations and suggests spellings.
+
+  ``allow_abbrev`` is always False: an option is given whole or not at all,
+  so that a misspelt one cannot silently become another (``--seed 3`` is not
+  ``--seeds 3``).  An unknown option (:meth:`unknown`) is an error of this
+  parser, with its usage, naming the closest option it has (difflib).
+  """
+
+  def __init__(self, *args: Any, **kwargs: Any) -> None:
+    kwargs["allow_abbrev"] = False
+    super().__init__(*args, **kwargs)
+
+  def suggestion(self, word: str) -> Optional[str]:
+    """The option of this parser closest to ``word`` (``--x=1`` reads ``--x``)."""
+    if not word.startswith("-"):
+      return None
+    options = {o.lstrip("-"): o for a in self._actions for o in a.option_strings}
+    close = difflib.get_close_matches(word.split("=", 1)[0].lstrip("-"),
+                                      list(options), n=1, cutoff=0.6)
+    return options[close[0]] if close else None
+
+  def unknown(self, words: Sequence[str]) -> None:
+    """Exits (2) naming the unrecognized ``words`` and the closest options."""
+    hints = [(w.split("=", 1)[0], s) for w in words
+             if (s := self.suggestion(w)) is not None]
+    if len(hints) == 1:
+      hint = f"; did you mean {hints[0][1]}?"
+    else:
+      hint = "".join(f"; did you mean {s} (for {w})?" for w, s in hints)
+    self.error(f"unrecognized arguments: {' '.join(words)}{hint}")
+
+  def error(self, message: str) -> Any:
+    """``prog: error: message`` with the usage, exit 2; a misspelt choice
+    (e.g. a subcommand) gets the closest one."""
+    bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+    if bad:
+      choices = re.findall(r"'([^']*)'", bad.group(2))
+      close = difflib.get_close_matches(bad.group(1), choices, n=1, cutoff=0.6)
+      if close:
+        message += f"; did you mean {close[0]!r}?"
+    return super().error(message)
+
+  def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+    parsed, extras = self.parse_known_args(args, namespace)
+    if extras:
+      self.unknown(extras)
+    return parsed
 
 
 def add_spec_options(p: argparse.ArgumentParser, options: Sequence[Any],

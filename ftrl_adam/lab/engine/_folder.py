@@ -175,7 +175,7 @@ def engine_files(names: Sequence[str]) -> list[str]:
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
   keys = ("config", "table_digest", "n_cells", "columns", "outputs",
           "compiler_options", "versions", "format_version", "group_size",
-          "code")
+          "code", "device_count")
   changed = [k for k in keys if old.get(k) != new.get(k)]
   return ", ".join(changed) if changed else "unknown"
 

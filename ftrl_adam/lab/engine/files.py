@@ -138,7 +138,9 @@ def write_json(path: str | os.PathLike, *,
 
   Returns:
     The dict written: ``config``, ``versions`` (:func:`run_info`), ``created``
-    (UTC, ISO 8601), and with a table ``n_cells`` and ``columns``.
+    (UTC, ISO 8601), and with a table ``n_cells`` and ``columns``.  The file
+    is strict JSON: a NaN or infinite number is written as ``null`` (as in
+    the returned dict), NumPy values as Python ones.
 
   Example:
     >>> import json, os, tempfile
@@ -147,6 +149,9 @@ def write_json(path: str | os.PathLike, *,
     >>> _ = grid.write_json(path, config={"T": 100})
     >>> json.load(open(path))["config"]
     {'T': 100}
+    >>> _ = grid.write_json(path, extra={"best": float("nan")})
+    >>> json.load(open(path))["best"] is None
+    True
   """
   payload: dict[str, Any] = {
       "config": dict(config) if config is not None else {},
@@ -162,8 +167,23 @@ def write_json(path: str | os.PathLike, *,
     if k in payload:
       raise ValueError(f"`extra` key {k!r} clashes with a standard entry.")
     payload[k] = v
-  text = json.dumps(payload, indent=2, default=_folder.json_default)
+  payload = _strict_json(payload)
+  text = json.dumps(payload, indent=2, allow_nan=False,
+                    default=_folder.json_default)
   _folder.atomic_write_text(os.fspath(path), text + "\n")
   return payload
+
+
+def _strict_json(x: Any) -> Any:
+  """``x`` with NumPy values as Python ones and NaN/inf as None (JSON null)."""
+  if isinstance(x, Mapping):
+    return {k: _strict_json(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_strict_json(v) for v in x]
+  if isinstance(x, (np.ndarray, np.generic)):
+    return _strict_json(_folder.json_default(x))
+  if isinstance(x, float) and not np.isfinite(x):
+    return None
+  return x
 
 

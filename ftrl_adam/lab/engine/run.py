@@ -147,6 +147,84 @@ def _check_program(program: Program, cell_fn: CellFn, table: Table,
                      f"not {got}.")
 
 
+class _Run:
+  """One call of :func:`run_grid`: the results, the counts, the chunks' I/O."""
+
+  def __init__(self, program: Program, n: int, out_dir: Optional[str],
+               manifest: Optional[Mapping[str, Any]],
+               on_chunk: Optional[Callable[[ChunkInfo], None]]):
+    self.program, self.n, self.out_dir = program, n, out_dir
+    self.manifest, self.on_chunk = manifest, on_chunk
+    self.bar = program.progress or Progress(enabled=False)
+    self.results = {k: np.empty((n,) + s, d)
+                    for k, (s, d) in program.outputs.items()}
+    self.seconds = {"compute": 0.0, "trace": program.trace_seconds,
+                    "compile": 0.0, "computed_cells": 0}
+    self.chunks_done = self.cells_done = 0
+    self._last = 0.0   # when the previous chunk's results reached the host
+
+  def _store(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]
+             ) -> None:
+    for k in self.results:
+      self.results[k][start:stop] = arrays[k]
+    self.chunks_done += 1
+    self.cells_done += stop - start
+
+  def start(self, done: Mapping[int, tuple[dict[str, np.ndarray], float]]
+            ) -> None:
+    """Takes the chunks found on disk, compiles if anything is left."""
+    lay = self.program.layout
+    for i, (arrays, secs) in done.items():
+      self._store(*lay.rows(i, self.n), arrays)
+      self.seconds["compute"] += secs
+    if len(done) < lay.n_chunks:
+      self.program.compile()
+    self.seconds["compile"] = self.program.compile_seconds or 0.0
+    self.bar.start(n_cells=self.n, n_chunks=lay.n_chunks,
+                   chunks_done=self.chunks_done, cells_done=self.cells_done,
+                   n_devices=lay.n_devices, padded=lay.padded * lay.group,
+                   trace_s=self.seconds["trace"],
+                   compile_s=self.seconds["compile"], out_dir=self.out_dir)
+
+  def chunks(self, table: Table, done: Mapping[int, Any]) -> None:
+    """Runs the chunks not done; the next is dispatched before this one is read."""
+    lay, compiled = self.program.layout, self.program.compile()
+    pending = None
+    for i in range(lay.n_chunks):
+      if i in done:
+        continue
+      start, stop = lay.rows(i, self.n)
+      inputs = _chunk_inputs(self.program, table, start, stop)
+      self.bar.chunk_started(stop - start)
+      item = (i, start, stop, compiled(inputs), time.perf_counter())
+      if pending is not None:
+        self._finish(*pending)
+      pending = item
+    if pending is not None:
+      self._finish(*pending)
+
+  def _finish(self, i: int, start: int, stop: int, out: Any, t0: float
+              ) -> None:
+    outputs = self.program.outputs
+    host = {k: _devices.to_host(v).reshape((-1,) + outputs[k][0])[:stop - start]
+            for k, v in out.items()}
+    # Chunks overlap (the next is dispatched before this one is fetched):
+    # count each second once.
+    now = time.perf_counter()
+    secs = now - max(t0, self._last)
+    self._last = now
+    self.seconds["compute"] += secs
+    self.seconds["computed_cells"] += stop - start
+    if self.out_dir is not None and jax.process_index() == 0:
+      _folder.save_chunk(self.out_dir, i, start, stop,
+                         self.manifest["fingerprint"], host, secs)
+    self._store(start, stop, host)
+    self.bar.update(chunks_done=self.chunks_done, cells_done=self.cells_done)
+    if self.on_chunk is not None:
+      self.on_chunk(ChunkInfo(i, start, stop, self.program.layout.n_chunks,
+                              secs))
+
+
 def run_grid(
     cell_fn: CellFn,
     table: Mapping[str, Any],
@@ -263,86 +341,33 @@ def run_grid(
   n = n_rows(table)
   if not isinstance(overwrite, bool):
     raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
-  is_writer = jax.process_index() == 0
   if program is None:
     bar = progress if isinstance(progress, Progress) else Progress(
-        enabled=bool(progress) and is_writer, label=progress_label,
-        work_per_cell=work_per_cell, work_after=work_after)
+        enabled=bool(progress) and jax.process_index() == 0,
+        label=progress_label, work_per_cell=work_per_cell,
+        work_after=work_after)
     program = Program(cell_fn, table, chunk_size=chunk_size,
                       group_size=group_size, compiler_options=compiler_options,
                       devices=devices, progress=bar)
   else:
     _check_program(program, cell_fn, table, chunk_size, group_size)
-    bar = program.progress or Progress(enabled=False)
-  lay, outputs = program.layout, program.outputs
-
   out_dir = None if out_dir is None else os.fspath(out_dir)
   manifest = None
   if out_dir is not None:
     manifest = _manifest(program, table, n, config)
   elif config is not None:
     _folder.canonical_json(config)  # the same error for a bad config either way
+  run = _Run(program, n, out_dir, manifest, on_chunk)
   try:
-    done = _resume(out_dir, manifest, overwrite, lay, n, outputs)
-    compiled = program.compile() if len(done) < lay.n_chunks else None
-    seconds = {"compute": sum(s for _, s in done.values()),
-               "trace": program.trace_seconds,
-               "compile": program.compile_seconds or 0.0,
-               "computed_cells": 0}
-    results = {k: np.empty((n,) + s, d) for k, (s, d) in outputs.items()}
-    for i, (arrs, _) in done.items():
-      start, stop = lay.rows(i, n)
-      for k in results:
-        results[k][start:stop] = arrs[k]
-    counts = {"chunks": len(done),
-              "cells": sum(stop - start
-                           for start, stop in (lay.rows(i, n) for i in done))}
-    bar.start(n_cells=n, n_chunks=lay.n_chunks, chunks_done=counts["chunks"],
-              cells_done=int(counts["cells"]), n_devices=lay.n_devices,
-              padded=lay.padded * lay.group, trace_s=seconds["trace"],
-              compile_s=seconds["compile"], out_dir=out_dir)
-    last_done = [0.0]   # when the previous chunk's results reached the host
-
-    def finish(item):
-      i, start, stop, out, t0 = item
-      host = {k: _devices.to_host(v).reshape((-1,) + outputs[k][0])[:stop - start]
-              for k, v in out.items()}
-      # Chunks overlap (the next is dispatched before this one is fetched):
-      # count each second once.
-      now = time.perf_counter()
-      secs = now - max(t0, last_done[0])
-      last_done[0] = now
-      seconds["compute"] += secs
-      seconds["computed_cells"] += stop - start
-      if out_dir is not None and is_writer:
-        _folder.save_chunk(out_dir, i, start, stop, manifest["fingerprint"],
-                           host, secs)
-      for k in results:
-        results[k][start:stop] = host[k]
-      counts["chunks"] += 1
-      counts["cells"] += stop - start
-      bar.update(chunks_done=counts["chunks"], cells_done=int(counts["cells"]))
-      if on_chunk is not None:
-        on_chunk(ChunkInfo(i, start, stop, lay.n_chunks, secs))
-
-    pending = None
-    for i in range(lay.n_chunks):
-      if i in done:
-        continue
-      start, stop = lay.rows(i, n)
-      inputs = _chunk_inputs(program, table, start, stop)
-      bar.chunk_started(stop - start)
-      item = (i, start, stop, compiled(inputs), time.perf_counter())
-      if pending is not None:
-        finish(pending)
-      pending = item
-    if pending is not None:
-      finish(pending)
+    done = _resume(out_dir, manifest, overwrite, program.layout, n,
+                   program.outputs)
+    run.start(done)
+    run.chunks(table, done)
   finally:
-    bar.close()
+    run.bar.close()
   if timings is not None:
-    timings.update(seconds)
-  return {**table, **dict(sorted(results.items()))}
+    timings.update(run.seconds)
+  return {**table, **dict(sorted(run.results.items()))}
 
 
 def compile_ahead(cell_fn: CellFn, table: Mapping[str, Any], *,

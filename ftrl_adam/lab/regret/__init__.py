@@ -48,6 +48,10 @@ Example:
   True
 """
 
+# The lab's dependencies first: one line naming the extra, not a traceback.
+from ftrl_adam import lab as _lab
+_lab.require_extra("ftrl_adam.regret")
+
 from ftrl_adam.lab.regret.adversaries import Adversary
 from ftrl_adam.lab.regret.adversaries import abs_w
 from ftrl_adam.lab.regret.adversaries import adaptive

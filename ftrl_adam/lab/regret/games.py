@@ -41,7 +41,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,6 @@ import numpy as np
 import optax
 
 from ftrl_adam import _checks
-from ftrl_adam import _d3
 from ftrl_adam import _theory
 from ftrl_adam import ftrl as _ftrl
 from ftrl_adam.lab.engine.progress import report_rounds
@@ -59,7 +58,6 @@ from ftrl_adam.lab.regret import rounds
 from ftrl_adam.lab.regret.adversaries import Adversary
 from ftrl_adam.lab.regret.rounds import GameResult
 from ftrl_adam.lab.regret.rounds import Theory
-from ftrl_adam.lab.regret.rounds import Trajectory
 
 METHODS = ("sequential", "parallel")
 

@@ -235,7 +235,8 @@ def check_adversaries(advs: tuple[GridAdversary, ...], *, T: int, d: int,
     except Exception as e:  # noqa: BLE001 - the user's code
       raise ValueError(f"`adversaries`: {a.name!r} raised at round 1: "
                        f"{type(e).__name__}: {e}") from e
-    bad = [t for t, g in zip(rounds, grads) if not np.all(np.isfinite(g))]
+    bad = [t for t, g in zip(rounds, grads, strict=True)
+           if not np.all(np.isfinite(g))]
     if bad:
       raise ValueError(f"`adversaries`: {a.name!r} returned a non-finite "
                        f"gradient (NaN or inf) at round t = {bad[0]}.")

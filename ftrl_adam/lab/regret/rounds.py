@@ -18,7 +18,6 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ftrl_adam import _d3
 from ftrl_adam.lab.regret import bounds
 
 # Rounds whose oblivious gradients are drawn in one call.

@@ -346,16 +346,17 @@ def _random_starts(G, T, n, key):
 # ---------------------------------------------------------------- the search
 
 
-def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
-            sweeps):
-  b1, b2, radius, c, G, lr = jax.lax.optimization_barrier(
-      (b1, b2, radius, c, G, lr))
-  objective = lambda g: _learner_regret(  # noqa: E731
-      b1, b2, radius, c, g, lambda x: x)
-  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
+class _Pool(NamedTuple):
+  """The constructions and explicit sequences a search starts from."""
+  values: jax.Array        # the regret of each
+  kinds: jax.Array         # CONSTRUCTION_KINDS index of each
+  sequence: Callable       # i -> the i-th sequence, (T,)
 
-  # 1. The pool: parametric constructions (generated inside the scan, never
-  # stored as a (P, T) array) and explicit sequences.
+
+def _pool(b1, b2, radius, c, G, key, T) -> _Pool:
+  """1. Parametric constructions (generated inside the scan, never stored as
+  a (P, T) array) and explicit sequences, each valued by a whole game."""
+  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
   pool, n_short, window = _parametric_pool(b1, b2, T)
   kinds = pool[-1]
   n_par = kinds.shape[0]
@@ -372,39 +373,30 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
   explicit = jnp.concatenate(
       [_adaptive_sequences(b1, b2, radius, c, G, T, key),
        _rademacher_stream(G, T, key)[None]])
-  exp_values = jax.vmap(objective)(explicit)
-  exp_kinds = jnp.asarray([4, 5, 6], jnp.int32)
-  pool_values = jnp.concatenate([par_values, exp_values])
-  pool_kinds = jnp.concatenate([kinds, exp_kinds])
+  exp_values = jax.vmap(lambda g: _learner_regret(
+      b1, b2, radius, c, g, lambda x: x))(explicit)
 
-  def pool_sequence(i):
+  def sequence(i):
     j = jnp.minimum(i, n_par - 1)
     built = _construction_grad(*(x[j] for x in pool[:-1]), G, T, ts)
     return jnp.where(i < n_par, built,
                      explicit[jnp.clip(i - n_par, 0, explicit.shape[0] - 1)])
 
-  best_pool = jnp.argmax(pool_values)
-  best_construction = pool_values[best_pool]
+  return _Pool(values=jnp.concatenate([par_values, exp_values]),
+               kinds=jnp.concatenate([kinds, jnp.asarray([4, 5, 6], jnp.int32)]),
+               sequence=sequence)
 
-  # 2. Restarts: the best constructions and primed random signs.
-  n_pool = min(restarts - n_random, pool_values.shape[0])
-  n_random = restarts - n_pool
-  starts = []
-  if n_pool:
-    _, top = jax.lax.top_k(pool_values, n_pool)
-    starts.append(jax.vmap(pool_sequence)(top))
-  if n_random:
-    # (the rounds of the cell's Rademacher sequence use fold_in(key, t >= 1))
-    starts.append(_random_starts(G, T, n_random, jax.random.fold_in(key, 0)))
-  g0 = jnp.concatenate(starts)
+
+def _ascent(objective, g0, G, lr, *, T, restarts, steps):
+  """3. Projected ascent from each start: Adam on -R, clipped to [-G, G],
+  cosine-decayed steps; the best sequence of each restart and its value,
+  and the best value after each step."""
   # The entries up to the first non-zero one stay fixed: before it the
   # learner is discontinuous (a zero prefix is a shorter game, and the first
   # non-zero gradient only sets the sign of the next play).
   nonzero = g0 != 0
   first = jnp.where(jnp.any(nonzero, axis=1), jnp.argmax(nonzero, axis=1), T)
   free = (jnp.arange(T)[None, :] > first[:, None]).astype(_f32)
-
-  # 3. Projected ascent: Adam on -R, clipped to [-G, G], cosine-decayed steps.
   opt = optax.adam(optax.cosine_decay_schedule(1.0, steps))
   value_and_grad = jax.vmap(jax.value_and_grad(objective))
 
@@ -425,15 +417,15 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
   better = v_last > best_v
   best_v = jnp.where(better, v_last, best_v)
   best_g = jnp.where(better[:, None], g, best_g)
+  return best_v, best_g, seen
 
-  i = jnp.argmax(best_v)
-  from_pool = best_construction >= best_v[i]
-  x = jnp.where(from_pool, pool_sequence(best_pool), best_g[i])
-  v = jnp.maximum(best_construction, best_v[i])
 
-  # 4. Polish: best-improvement local search over 2T moves of the best
-  # sequence (negate one entry; or zero the prefix before round s and prime
-  # round s), each move evaluated as a whole game.
+def _polish(b1, b2, radius, c, G, x, v, *, T, sweeps):
+  """4. Best-improvement local search over 2T moves of the best sequence
+  (negate one entry; or zero the prefix before round s and prime round s),
+  each move valued by a whole game."""
+  ts = jnp.arange(1, T + 1, dtype=jnp.int32)
+
   def move(x, i, t, xt):
     pos = i % T + 1
     flip = jnp.where(t == pos, -xt, xt)
@@ -453,7 +445,38 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
     v = jnp.where(better, vals[j], v)
     return (x, v), v
 
-  (sequence, regret), polished = jax.lax.scan(sweep, (x, v), None, sweeps)
+  return jax.lax.scan(sweep, (x, v), None, sweeps)
+
+
+def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
+            sweeps):
+  b1, b2, radius, c, G, lr = jax.lax.optimization_barrier(
+      (b1, b2, radius, c, G, lr))
+  objective = lambda g: _learner_regret(  # noqa: E731
+      b1, b2, radius, c, g, lambda x: x)
+  pool = _pool(b1, b2, radius, c, G, key, T)
+  best_pool = jnp.argmax(pool.values)
+  best_construction = pool.values[best_pool]
+
+  # 2. Restarts: the best constructions and primed random signs.
+  n_pool = min(restarts - n_random, pool.values.shape[0])
+  n_random = restarts - n_pool
+  starts = []
+  if n_pool:
+    _, top = jax.lax.top_k(pool.values, n_pool)
+    starts.append(jax.vmap(pool.sequence)(top))
+  if n_random:
+    # (the rounds of the cell's Rademacher sequence use fold_in(key, t >= 1))
+    starts.append(_random_starts(G, T, n_random, jax.random.fold_in(key, 0)))
+  best_v, best_g, seen = _ascent(objective, jnp.concatenate(starts), G, lr,
+                                 T=T, restarts=restarts, steps=steps)
+
+  i = jnp.argmax(best_v)
+  from_pool = best_construction >= best_v[i]
+  x = jnp.where(from_pool, pool.sequence(best_pool), best_g[i])
+  v = jnp.maximum(best_construction, best_v[i])
+  (sequence, regret), polished = _polish(b1, b2, radius, c, G, x, v, T=T,
+                                         sweeps=sweeps)
   history = jnp.maximum(
       jnp.concatenate([seen[1:], jnp.max(best_v)[None], polished]),
       best_construction)
@@ -465,7 +488,7 @@ def _search(b1, b2, radius, c, G, lr, key, *, T, restarts, steps, n_random,
   return WorstCase(
       regret=regret, sequence=sequence, bound=bound,
       best_construction=best_construction,
-      best_construction_kind=pool_kinds[best_pool], start=start,
+      best_construction_kind=pool.kinds[best_pool], start=start,
       history=history)
 
 
@@ -578,7 +601,6 @@ def worst_case(
                        sweeps=sweeps)
 
 
-@functools.lru_cache(maxsize=32)
 def worst_case_cell_fn(
     *,
     T: int,

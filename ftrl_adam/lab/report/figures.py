@@ -8,12 +8,21 @@ engine (:mod:`ftrl_adam.grid`) does not import this module.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import textwrap
+import threading
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
+
+from ftrl_adam import lab as _lab
+
+_lab.require_extra("ftrl_adam.plots")   # before Matplotlib: one line, not a traceback
+
 from matplotlib import colormaps
+from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.colors import Normalize
@@ -27,16 +36,40 @@ from matplotlib.figure import Figure
 from ftrl_adam.lab.engine import _folder as _grid_io
 from ftrl_adam.lab import engine as grid
 
-__all__ = ("OVERLAYS", "heatmap")
+__all__ = ("OVERLAYS", "axis_name", "format_value", "heatmap")
 
 # Named overlay curves y = f(x); "{x}" and "{y}" in the label become the
-# column names (e.g. "b2 = b1^2", the boundary b1 = sqrt(b2) of Nguyen's two
-# regimes, docs/theory.md section 2).
+# columns' names, e.g. "β₂ = β₁²", the boundary b1 = sqrt(b2) of Nguyen's two
+# regimes (docs/theory.md section 2).  Plain Unicode, no mathtext: nothing to
+# parse (Matplotlib's mathtext parser is not safe to use from two threads).
 OVERLAYS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "y=x^2": ("{y} = {x}$^2$", lambda x: x ** 2),
+    "y=x^2": ("{y} = {x}\u00b2", lambda x: x ** 2),
     "y=x": ("{y} = {x}", lambda x: x),
-    "y=sqrt(x)": ("{y} = $\\sqrt{{{x}}}$", np.sqrt),
+    "y=sqrt(x)": ("{y} = \u221a{x}", np.sqrt),
 }
+
+# The axis names of the beta columns as a reader knows them (the columns keep
+# their names b1, b2).
+_NAMES = {"b1": "\u03b2\u2081", "b2": "\u03b2\u2082"}
+
+# Two numbers within this relative distance are the same value (float32
+# rounding): a field of them is constant.
+_SAME_RTOL = 1e-6
+
+# Figures are drawn one at a time: callers that draw from several threads
+# (the experiments' runner) must not interleave Matplotlib's text layout.
+_DRAWING = threading.Lock()
+
+
+def axis_name(name: str) -> str:
+  """A column's name as an axis label: ``b1`` -> β₁, ``b2`` -> β₂, else as is.
+
+  Example:
+    >>> from ftrl_adam import plots
+    >>> plots.axis_name("b2"), plots.axis_name("lr")
+    ('β₂', 'lr')
+  """
+  return _NAMES.get(name, name)
 
 
 def _log_axes(log_one_minus: bool | str | Sequence[str]) -> set[str]:
@@ -52,17 +85,63 @@ def _log_axes(log_one_minus: bool | str | Sequence[str]) -> set[str]:
   return axes
 
 
-def _edges(c: np.ndarray, log: bool) -> np.ndarray:
-  """Cell edges around sorted centres ``c`` (midpoints, in log space if log)."""
-  c = np.asarray(c, np.float64)
-  t = np.log(c) if log else c
-  if len(t) == 1:
-    half = 0.5 * np.log(10.0) if log else (0.05 if t[0] == 0 else 0.1 * abs(t[0]))
-    e = np.array([t[0] - half, t[0] + half])
+def _axis_map(values: np.ndarray, log: bool) -> tuple[Callable, Callable]:
+  """Data value <-> place on an axis whose cell i (centre i) is ``values[i]``.
+
+  Between two cell centres the place is linear in the value, or in
+  log(1 - value) with ``log``; the outer half cells reach as far as the
+  inner ones (a single cell: a decade of 1 - value, or 10% of the value).
+  Values beyond the outer edges are at NaN (nothing is drawn there).
+
+  Returns:
+    ``(place_of, value_at)``, two functions of arrays.
+  """
+  def t(v):
+    v = np.asarray(v, np.float64)
+    with np.errstate(all="ignore"):
+      return -np.log1p(-v) if log else v
+  c = t(values)
+  if len(c) == 1:
+    half = 0.5 * np.log(10.0) if log else (0.05 if c[0] == 0 else 0.1 * abs(c[0]))
+    knots = np.array([c[0] - half, c[0], c[0] + half])
   else:
-    mid = 0.5 * (t[:-1] + t[1:])
-    e = np.concatenate([[2 * t[0] - mid[0]], mid, [2 * t[-1] - mid[-1]]])
-  return np.exp(e) if log else e
+    knots = np.concatenate([[1.5 * c[0] - 0.5 * c[1]], c,
+                            [1.5 * c[-1] - 0.5 * c[-2]]])
+  places = np.arange(-1, len(c) + 1, dtype=np.float64)
+  places[0], places[-1] = -0.5, len(c) - 0.5
+
+  def place_of(v):
+    return np.interp(t(v), knots, places, left=np.nan, right=np.nan)
+
+  def value_at(p):
+    u = np.interp(p, places, knots)
+    return -np.expm1(-u) if log else u
+  return place_of, value_at
+
+
+def format_value(v: float, dtype: Any = np.float32) -> str:
+  """A grid value as typed: the shortest decimal that reads back to it.
+
+  Args:
+    v: the value.
+    dtype: the column's dtype (float32 columns print their float32 value's
+      shortest form: 0.99375, not 0.9937499761581421).
+
+  Returns:
+    Positional notation from 1e-3 to 1e5, scientific outside (``1e-4``).
+
+  Example:
+    >>> from ftrl_adam import plots
+    >>> plots.format_value(0.99375), plots.format_value(1e-4), plots.format_value(0.9)
+    ('0.99375', '1e-4', '0.9')
+  """
+  x = np.asarray(v, dtype if np.issubdtype(np.dtype(dtype), np.floating)
+                 else np.float64)[()]
+  if x == 0 or not np.isfinite(x):
+    return f"{float(x):g}"
+  if 1e-3 <= abs(x) < 1e5:
+    return np.format_float_positional(x, unique=True, trim="-")
+  return np.format_float_scientific(x, unique=True, trim="-", exp_digits=1)
 
 
 def _overlay(spec: Any, x: str, y: str) -> tuple[str, Callable]:
@@ -74,11 +153,167 @@ def _overlay(spec: Any, x: str, y: str) -> tuple[str, Callable]:
           f"Unknown overlay {spec!r}; use one of {', '.join(OVERLAYS)} (or with "
           f"the column names, e.g. '{y}={x}^2'), or a (label, function) pair.")
     label, fn = OVERLAYS[key]
-    return label.format(x=x, y=y), fn
+    return label.format(x=axis_name(x), y=axis_name(y)), fn
   label, fn = spec
   return str(label), fn
 
 
+def _norm(z: np.ndarray, log_value: bool, color_range: Optional[tuple],
+          min_color_ratio: float) -> tuple[Any, Optional[float]]:
+  """The colour scale, and the constant value of a constant field (else None).
+
+  A linear scale of positive values starts at their minimum and reaches at
+  least ``min_color_ratio`` times it, so that a spread of a few percent takes
+  a few percent of the colours instead of all of them.
+  """
+  v = z[np.isfinite(z)]
+  if color_range is None and v.size and np.all(
+      np.abs(v - v.min()) <= _SAME_RTOL * abs(v.min())):
+    c = float(v.min())
+    return Normalize(vmin=c - 1.0, vmax=c + 1.0), c
+  lo, hi = (None, None) if color_range is None else map(float, color_range)
+  if log_value and color_range is None:
+    # A log scale over a narrow range (less than 3x) only magnifies noise.
+    pos = v[v > 0]
+    log_value = pos.size > 1 and float(pos.max()) > 3.0 * float(pos.min())
+  if log_value:
+    return LogNorm(vmin=lo, vmax=hi), None
+  if color_range is None and v.size and v.min() > 0:
+    lo = float(v.min())
+    hi = max(float(v.max()), min_color_ratio * lo)
+  return Normalize(vmin=lo, vmax=hi), None
+
+
+def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
+                log: bool) -> Any:
+  """The colour bar, with a line at the largest value when the scale goes on."""
+  bar = fig.colorbar(mesh, ax=ax, label=label)
+  plain = FuncFormatter(lambda v, _: f"{v:.3g}")
+  bar.ax.yaxis.set_major_formatter(plain)
+  bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
+                                   else NullFormatter())
+  v = z[np.isfinite(z)]
+  if v.size and mesh.norm.vmax is not None and v.max() < mesh.norm.vmax:
+    bar.ax.axhline(float(v.max()), color="black", lw=1.0)
+  return bar
+
+
+def _labels(vals: np.ndarray, dtype: Any, log: bool) -> list[str]:
+  """Tick labels: the values as typed (their shortest forms) when each has 6
+  significant digits or fewer, else (a computed grid) each rounded to the
+  fewest decimals that keep it within 5% of the gap to its neighbours (in
+  log(1 - value) with ``log``): 0.99375 reads 0.99375, a computed
+  0.9922697 reads 0.9923."""
+  v = np.asarray(vals, np.float64)
+  with np.errstate(all="ignore"):
+    t = -np.log1p(-v) if log else v
+  gaps = np.abs(np.diff(t))
+  near = np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+  exact = [format_value(x, dtype) for x in v]
+  digits = [e.split("e")[0].replace("-", "").replace(".", "").lstrip("0")
+            for e in exact]
+  if all(len(d) <= 6 for d in digits):
+    return exact
+  out = []
+  for i, x in enumerate(v):
+    if not np.isfinite(near[i]) or near[i] == 0:
+      out.append(exact[i])
+      continue
+    for k in range(1, 10):
+      r = round(float(x), k)
+      with np.errstate(all="ignore"):
+        tr = -np.log1p(-r) if log else r
+      if abs(tr - t[i]) <= 0.05 * near[i]:
+        text = np.format_float_positional(r, trim="-")
+        out.append(text if len(text) < len(exact[i]) else exact[i])
+        break
+    else:
+      out.append(exact[i])
+  return out
+
+
+def _minor_labels(norm: Any) -> Any:
+  """Labels of a log colour bar's minor ticks (m x 10^k): 2, 3, 5 and 7 over
+  at most a decade, 2 and 5 over at most two, none beyond (the decades
+  suffice and more would crowd)."""
+  lo, hi = norm.vmin, norm.vmax
+  ratio = hi / lo if lo and hi and lo > 0 else np.inf
+  keep = {2, 3, 5, 7} if ratio <= 10 else {2, 5} if ratio <= 100 else set()
+
+  def label(v, _):
+    if v <= 0:
+      return ""
+    m = v / 10.0 ** np.floor(np.log10(v))
+    return f"{v:.3g}" if round(m) in keep and abs(m - round(m)) < 1e-6 else ""
+  return FuncFormatter(label)
+
+
+def _ticks(fig: Figure, ax: Any, axis: str, vals: np.ndarray, dtype: Any,
+           log: bool, max_ticks: Optional[int]) -> None:
+  """A label on every grid value, centred on its cell; only where the labels
+  would overlap, every s-th (both ends kept if they fit)."""
+  target = ax.xaxis if axis == "x" else ax.yaxis
+  labels = _labels(vals, dtype, log)
+  n = len(vals)
+  renderer = getattr(fig.canvas, "get_renderer", lambda: None)()
+  for step in range(1, n + 1):
+    ends = sorted(set(range(0, n, step)) | {n - 1})
+    for pick in (ends, sorted(range(n - 1, -1, -step))):
+      if max_ticks is not None and len(pick) > max_ticks:
+        continue
+      target.set_major_locator(FixedLocator(pick))
+      target.set_major_formatter(FixedFormatter([labels[i] for i in pick]))
+      target.set_minor_locator(NullLocator())
+      for rotation in ((0, 90) if axis == "x" else (0,)):
+        if axis == "x":
+          ax.tick_params(axis="x", labelrotation=rotation)
+        if renderer is None or not _overlap(target, renderer, axis):
+          return
+
+
+def _overlap(target: Any, renderer: Any, axis: str) -> bool:
+  boxes = [t.get_window_extent(renderer) for t in target.get_ticklabels()
+           if t.get_text()]
+  gap = 2.0    # pixels between two labels
+  for a, b in zip(boxes[:-1], boxes[1:], strict=True):
+    if (b.x0 < a.x1 + gap) if axis == "x" else (b.y0 < a.y1 + gap):
+      return True
+  return False
+
+
+def _draw_overlays(ax: Any, overlays: Sequence[Any], x: str, y: str,
+                   n_x: int, xmap: tuple[Callable, Callable],
+                   ymap: tuple[Callable, Callable]) -> float:
+  """The curves, and their legend just above the axes; the points it takes."""
+  dense = xmap[1](np.linspace(-0.5, n_x - 0.5, 512))
+  # The outer half cells extrapolate; never across 0 (b1 = -0.1 is no b1).
+  lowest = min(0.0, float(xmap[1](0.0)))
+  dense = np.where(dense >= lowest, dense, np.nan)
+  for spec in overlays:
+    curve_label, fn = _overlay(spec, x, y)
+    with np.errstate(all="ignore"):
+      curve = np.asarray(fn(dense), np.float64)
+    ax.plot(xmap[0](dense), ymap[0](curve), lw=1.5, label=curve_label)
+  legend = ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0),
+                     ncol=len(overlays), fontsize="small", frameon=False,
+                     borderaxespad=0.2, handlelength=1.5, columnspacing=1.0)
+  renderer = getattr(ax.figure.canvas, "get_renderer", lambda: None)()
+  if renderer is None:
+    return 6.0 + 2.2 * 0.833 * float(rcParams["font.size"])
+  above = (legend.get_window_extent(renderer).y1
+           - ax.get_window_extent(renderer).y1)
+  return 6.0 + above * 72.0 / ax.figure.dpi
+
+
+def _one_at_a_time(fn: Callable) -> Callable:
+  @functools.wraps(fn)
+  def drawn(*args: Any, **kwargs: Any) -> Any:
+    with _DRAWING:
+      return fn(*args, **kwargs)
+  return drawn
+
+
+@_one_at_a_time
 def heatmap(
     table: Mapping[str, Any],
     value: str,
@@ -99,12 +334,25 @@ def heatmap(
     ax: Any = None,
     label: Optional[str] = None,
     color_range: Optional[tuple[float, float]] = None,
-    max_ticks: int = 8,
+    max_ticks: Optional[int] = None,
+    min_color_ratio: float = 2.0,
 ) -> Figure:
   """A heatmap of ``value`` over two axis columns, reduced over the rest (seeds).
 
   Cells of the same (x, y) are reduced with :func:`ftrl_adam.grid.pivot`; a
   (x, y) with no cell, or whose reduction is NaN (a diverged seed), is grey.
+  Each grid value has a cell of its own, all of one size, and a tick label
+  centred on it (as typed: 0.99375, not 0.9938); labels are thinned, first
+  and last kept, only where they would overlap.  ``b1``, ``b2`` are labelled
+  β₁, β₂.  One figure is drawn at a time (a lock): threads may call this.
+
+  The colour scale does not exaggerate: a linear scale of positive values
+  starts at the smallest value and reaches at least ``min_color_ratio``
+  times it (a black line on the colour bar marks the largest value when the
+  scale goes beyond it), so a field that varies by a few percent looks
+  nearly uniform; a log scale (``log_value``) is used only for values that
+  span more than a factor 3.  A constant field (every finite value the same
+  to float32 rounding) gets no colour bar but the words "constant: value".
 
   Args:
     table: a tidy table, e.g. the result of :func:`ftrl_adam.grid.run_grid`.
@@ -116,27 +364,30 @@ def heatmap(
       are combined.
     where: ``{column: value}`` to fix other varying columns first (e.g. a
       learning rate), as in :func:`ftrl_adam.grid.select`.
-    log_one_minus: plot ``1 - x`` and/or ``1 - y`` on a log scale (``True``
-      for both, or ``"x"``, ``"y"``); the axis is flipped so the value still
-      grows to the right/up, and 0.9, 0.99, 0.999 are evenly spaced.
+    log_one_minus: the overlays are interpolated between cells in
+      log(1 - x) and/or log(1 - y) (``True`` for both, or ``"x"``, ``"y"``),
+      the spacing of grids such as 0.9, 0.99, 0.999; else in the values.
     log_value: logarithmic colour scale (non-positive values are grey), used
       when the values span more than a factor 3 (or a ``color_range`` is
       given); a narrower range gets a linear scale.
-    overlays: curves ``y = f(x)`` drawn on top: names from :data:`OVERLAYS`
-      (``"y=x^2"``, ``"y=x"``, ``"y=sqrt(x)"``, or spelled with the column
-      names such as ``"b2=b1^2"``) or ``(label, function)`` pairs.
+    overlays: curves ``y = f(x)`` drawn on top, with their legend just above
+      the axes: names from :data:`OVERLAYS` (``"y=x^2"``, ``"y=x"``,
+      ``"y=sqrt(x)"``, or spelled with the column names such as
+      ``"b2=b1^2"``) or ``(label, function)`` pairs.
     title: the title; default ``"<reduce> of <value>"``.
     path: if given, the PNG is written there (atomically).
     annotate: write each cell's number in it (for small grids).
     cmap: a Matplotlib colormap name.
-    figsize: figure size in inches.
+    figsize: figure size in inches (3.4 wide fits a column of a two-column
+      paper).
     dpi: resolution of the PNG.
     ax: draw into this Matplotlib axes instead of a new figure.
     label: the colour bar's label; default ``"<value> (<reduce>)"``.
     color_range: ``(low, high)`` of the colour scale (values outside take the
-      end colours); default the range of the finite values.
-    max_ticks: at most this many axis ticks, placed on grid values and
-      labelled with them (b1, b2 themselves, also on a log(1 - b) axis).
+      end colours); default as above.
+    max_ticks: at most this many tick labels per axis; default as many as fit.
+    min_color_ratio: a linear scale of positive values spans at least from
+      the smallest value to this multiple of it (1: exactly the values).
 
   Returns:
     The ``matplotlib.figure.Figure``.
@@ -152,106 +403,96 @@ def heatmap(
     ...                     overlays=["b2=b1^2", "b2=b1"], path=path)
     >>> open(path, "rb").read(8) == b"\\x89PNG\\r\\n\\x1a\\n"
     True
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['0', '0.9', '0.99']
   """
+  if not min_color_ratio >= 1.0:
+    raise ValueError(f"`min_color_ratio` must be >= 1, got {min_color_ratio!r}.")
   xs, ys, z = grid.pivot(table, value, x=x, y=y, reduce=reduce, where=where)
   if xs.size == 0:
     raise ValueError(f"No cells to plot (after where={where!r}).")
   logs = _log_axes(log_one_minus)
-  cx = 1.0 - xs.astype(np.float64) if "x" in logs else xs.astype(np.float64)
-  cy = 1.0 - ys.astype(np.float64) if "y" in logs else ys.astype(np.float64)
-  for name, c, axis in ((x, cx, "x"), (y, cy, "y")):
-    if axis in logs and np.any(c <= 0):
+  for name, vals, axis in ((x, xs, "x"), (y, ys, "y")):
+    if axis in logs and np.any(np.asarray(vals, np.float64) >= 1):
       raise ValueError(f"log_one_minus needs {name} < 1 in every cell, to take "
                        f"log(1 - {name}).")
-  ex, ey = _edges(cx, "x" in logs), _edges(cy, "y" in logs)
+  xmap, ymap = _axis_map(xs, "x" in logs), _axis_map(ys, "y" in logs)
 
-  if ax is None:
+  made = ax is None
+  if made:
     fig = Figure(figsize=figsize)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
   else:
     fig = ax.figure
   colours = colormaps[cmap].with_extremes(bad="lightgrey")
+  norm, constant = _norm(z, log_value, color_range, min_color_ratio)
   zm = np.ma.masked_invalid(z)
-  lo, hi = (None, None) if color_range is None else map(float, color_range)
-  if log_value and color_range is None:
-    # A log scale over a narrow range (less than 3x) only magnifies noise.
-    v = z[np.isfinite(z) & (z > 0)]
-    log_value = v.size > 1 and float(v.max()) > 3.0 * float(v.min())
-  if log_value:
+  if isinstance(norm, LogNorm):
     zm = np.ma.masked_less_equal(zm, 0)
-    norm = LogNorm(vmin=lo, vmax=hi)
-  else:
-    norm = Normalize(vmin=lo, vmax=hi)
-  mesh = ax.pcolormesh(ex, ey, zm, cmap=colours, norm=norm, shading="flat")
+  mesh = ax.pcolormesh(np.arange(len(xs) + 1) - 0.5,
+                       np.arange(len(ys) + 1) - 0.5, zm, cmap=colours,
+                       norm=norm, shading="flat")
   red_name = reduce if isinstance(reduce, str) else getattr(
       reduce, "__name__", "reduce")
-  bar = fig.colorbar(mesh, ax=ax, label=label if label is not None
-                     else f"{value} ({red_name})")
-  plain = FuncFormatter(lambda v, _: f"{v:.3g}")
-  bar.ax.yaxis.set_major_formatter(plain)
-  bar.ax.yaxis.set_minor_formatter(plain if log_value else NullFormatter())
-
+  bar_label = label if label is not None else f"{value} ({red_name})"
+  title = title if title is not None else f"{red_name} of {value}"
+  if made:    # long words fit the figure's own width and height
+    size = float(rcParams["font.size"])
+    title = _wrap(title, figsize[0], 1.2 * size)
+    bar_label = _wrap(bar_label, 0.8 * figsize[1], size)
+  if constant is not None:
+    ax.text(1.04, 0.5, f"{bar_label}\nconstant: {constant:.4g}",
+            transform=ax.transAxes, ha="left", va="center", fontsize="small")
+  elif np.isfinite(z).any():
+    _colour_bar(fig, ax, mesh, bar_label, z, isinstance(norm, LogNorm))
   if annotate:
-    for i, yc in enumerate(cy):
-      for j, xc in enumerate(cx):
-        if np.isfinite(z[i, j]):
-          # Dark text on light cells, light text on dark ones.
-          shade = colours(norm(z[i, j]))
-          light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
-          ax.text(xc, yc, f"{z[i, j]:.3g}", ha="center", va="center",
-                  fontsize="x-small", color="black" if light else "white")
-
+    _annotate(ax, z, colours, norm)
+  pad = 6.0
   if overlays:
-    lo, hi = float(xs.min()), float(xs.max())
-    if "x" in logs and hi > lo:
-      dense = 1.0 - np.geomspace(1.0 - lo, 1.0 - hi, 256)
-    else:
-      dense = np.linspace(lo, hi, 256)
-    for spec in overlays:
-      curve_label, fn = _overlay(spec, x, y)
-      with np.errstate(all="ignore"):
-        curve = np.asarray(fn(dense), np.float64)
-      px = 1.0 - dense if "x" in logs else dense
-      py = 1.0 - curve if "y" in logs else curve
-      ok = np.isfinite(py) & ((py > 0) if "y" in logs else True)
-      ax.plot(px[ok], py[ok], lw=1.5, label=curve_label)
-    # Below the axis label, so that the legend never hides a cell.
-    ax.legend(loc="upper center",
-              bbox_to_anchor=(0.5, -0.30 if len(xs) > 4 else -0.16),
-              ncol=len(overlays), fontsize="small", frameon=False)
-
-  ax.set_xlim(min(ex), max(ex))
-  ax.set_ylim(min(ey), max(ey))
-  for axis, name, set_scale, invert, vals, cs in (
-      ("x", x, ax.set_xscale, ax.invert_xaxis, xs, cx),
-      ("y", y, ax.set_yscale, ax.invert_yaxis, ys, cy)):
-    if axis in logs:
-      set_scale("log")
-      invert()
-      axis_label = f"{name} (axis: log(1 - {name}))"
-    else:
-      axis_label = name
-    # Ticks on the grid's own values, labelled with them (thinned).
-    step = max(1, -(-len(vals) // max(1, max_ticks)))
-    pick = list(range(0, len(vals), step))
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(FixedLocator(np.asarray(cs)[pick]))
-    target.set_major_formatter(FixedFormatter(
-        [f"{float(v):.4g}" for v in np.asarray(vals)[pick]]))
-    target.set_minor_locator(NullLocator())
-    (ax.set_xlabel if axis == "x" else ax.set_ylabel)(axis_label)
-  if len(xs) > 4:
-    for t in ax.get_xticklabels():
-      t.set_rotation(45)
-      t.set_ha("right")
-  ax.set_title(title if title is not None else f"{red_name} of {value}")
+    pad = _draw_overlays(ax, overlays, x, y, len(xs), xmap, ymap)
+  ax.set_xlim(-0.5, len(xs) - 0.5)
+  ax.set_ylim(-0.5, len(ys) - 0.5)
+  ax.set_xlabel(axis_name(x))
+  ax.set_ylabel(axis_name(y))
+  ax.set_title(title, pad=pad)
+  for axis, name, vals in (("x", x, xs), ("y", y, ys)):
+    _ticks(fig, ax, axis, vals, np.asarray(table[name]).dtype, axis in logs,
+           max_ticks)
 
   if path is not None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     _grid_io.atomic_write_bytes(os.fspath(path), buf.getvalue())
   return fig
+
+
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+  """``text`` broken at spaces into lines about ``width_in`` inches long."""
+  chars = max(12, int(width_in * 72.0 / (0.55 * fontsize)))
+  return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
+def _annotate(ax: Any, z: np.ndarray, colours: Any, norm: Any) -> None:
+  """Each cell's number in it, dark on light cells and light on dark ones, in
+  a font that fits the cell (none where even 4.5 pt would not)."""
+  texts = {(i, j): f"{z[i, j]:.3g}" for i in range(z.shape[0])
+           for j in range(z.shape[1]) if np.isfinite(z[i, j])}
+  if not texts:
+    return
+  box = ax.get_position()
+  fig_w, fig_h = ax.figure.get_size_inches()
+  cell_w = 72.0 * fig_w * box.width / z.shape[1]
+  cell_h = 72.0 * fig_h * box.height / z.shape[0]
+  longest = max(len(t) for t in texts.values())
+  size = min(7.0, 0.9 * cell_w / (0.6 * longest), 0.8 * cell_h)
+  if size < 4.5:
+    return
+  for (i, j), text in texts.items():
+    shade = colours(norm(z[i, j]))
+    light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.5
+    ax.text(j, i, text, ha="center", va="center", fontsize=size,
+            color="black" if light else "white")
 
 
 def draw(heatmaps: Sequence[Any], tables: Mapping[str, Mapping[str, Any]],

@@ -5,8 +5,8 @@ study per tuned metric): for each b1 of a (b1, b2) table, the b2 with the
 smallest value (reduced over seeds), next to b1**2 - the b2 of Nguyen's
 beta = b1 / sqrt(b2) = 1 - and to b1 (Orvieto & Gower's b1 = b2), and
 whether the best b2 lies on the edge of the grid (the optimum may lie
-beyond it).  Figures are drawn by :mod:`ftrl_adam.plots`; this module does
-not import Matplotlib.
+beyond it) or every b2 gives the same value (a tie: no best b2).  Figures
+are drawn by :mod:`ftrl_adam.plots`; this module does not import Matplotlib.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from ftrl_adam.lab import engine as grid
+
+
+# Values of one b1 column within this relative distance of the best are tied
+# (float32 rounding of the same number).
+_TIE_RTOL = 1e-6
 
 
 def _log1m(x: float) -> float:
@@ -49,11 +54,14 @@ def best_b2_per_b1(table: Mapping[str, np.ndarray], value: str, *,
     ``best`` (the value there), ``b2_near_b1_squared`` (the grid's b2
     nearest b1**2 in log(1 - b)) and ``at_b1_squared`` (its value),
     ``at_b2_eq_b1`` (the value at b2 = b1, NaN if not on the grid),
-    ``ratio`` = b1 / sqrt(best_b2) (Nguyen's beta), ``nearer`` (``"b1"`` or
-    ``"b1^2"``: which the best b2 is closer to, in log(1 - b); ``"-"`` if no
-    value is finite), and ``at_edge`` (the best b2 is the smallest or largest
-    b2 of a grid of three or more).  A (b1, b2) whose value is not finite (a
-    diverged seed) is never the best.
+    ``beta_ratio`` = b1 / sqrt(best_b2) (Nguyen's beta), ``nearer``
+    (``"b1"`` or ``"b1^2"``: which the best b2 is closer to, in log(1 - b);
+    ``"-"`` if no value is finite), ``tie`` (every b2 with a finite value
+    gives the best value, to float32 rounding: relative 1e-6; ``best_b2`` is
+    then the smallest b2 and means nothing) and ``at_edge`` (the best b2 is
+    the smallest or largest b2 of a grid of three or more, and not a tie).
+    A (b1, b2) whose value is not finite (a diverged seed) is never the
+    best.
 
   Example:
     >>> from ftrl_adam import grid
@@ -80,14 +88,16 @@ def best_b2_per_b1(table: Mapping[str, np.ndarray], value: str, *,
       best = int(np.argmin(np.where(ok, col, np.inf)))
       b2 = float(ys[best])
       gap = lambda a: abs(_log1m(b2) - _log1m(a))  # noqa: E731
+      tie = ok.sum() > 1 and bool(np.all(np.abs(col[ok] - col[best])
+                                         <= _TIE_RTOL * abs(col[best])))
       row.update(
           best_b2=b2, best=float(col[best]),
-          ratio=float(b1) / math.sqrt(b2) if b2 > 0 else math.inf,
-          nearer="b1" if gap(b1) < gap(b1 * b1) else "b1^2",
-          at_edge=len(ys) > 2 and best in (0, len(ys) - 1))
+          beta_ratio=float(b1) / math.sqrt(b2) if b2 > 0 else math.inf,
+          nearer="b1" if gap(b1) < gap(b1 * b1) else "b1^2", tie=tie,
+          at_edge=len(ys) > 2 and best in (0, len(ys) - 1) and not tie)
     else:
-      row.update(best_b2=math.nan, best=math.nan, ratio=math.nan, nearer="-",
-                 at_edge=False)
+      row.update(best_b2=math.nan, best=math.nan, beta_ratio=math.nan,
+                 nearer="-", tie=False, at_edge=False)
     rows.append(row)
   return rows
 
@@ -97,10 +107,28 @@ def fmt(x: float) -> str:
   return f"{x:.4g}" if math.isfinite(x) else "nan"
 
 
+def number(x: float) -> str:
+  """A grid value as the user typed it: the shortest text of its float32.
+
+  Example:
+    >>> from ftrl_adam.lab.report.summary import number
+    >>> number(0.99375), number(0.019999999552965164), number(2.0)
+    ('0.99375', '0.02', '2')
+  """
+  x = float(x)
+  if not math.isfinite(x):
+    return "nan" if math.isnan(x) else str(x)
+  return f"{x:g}" if x == int(x) else str(np.float32(x))
+
+
 def format_rows(rows: Sequence[Mapping[str, Any]], value_label: str,
                 extra: Sequence[tuple[str, Callable[[Mapping[str, Any]], str]]]
                 = ()) -> list[str]:
-  """The best-b2 rows as aligned text lines (``*`` marks a b2 at the edge).
+  """The best-b2 rows as aligned text lines.
+
+  ``*`` marks a best b2 on the edge of the b2 grid, ``=`` a tie (every b2
+  gives the same value: the row's best b2 means nothing); each mark used is
+  explained in a line below the table.
 
   Columns: b1, b1^2, best b2, ``value_label`` there, the b2 nearest b1^2,
   ``value_label`` there, and the ``extra`` (header, formatter) columns.
@@ -109,10 +137,10 @@ def format_rows(rows: Sequence[Mapping[str, Any]], value_label: str,
              f"{value_label} at b2~b1^2"] + [h for h, _ in extra]
   cells = [headers]
   for r in rows:
-    mark = "*" if r.get("at_edge") else " "
-    cells.append([f"{r['b1']:.4f}", f"{r['b1_squared']:.4f}",
-                  f"{r['best_b2']:.4f}{mark}", fmt(r["best"]),
-                  f"{r['b2_near_b1_squared']:.4f}", fmt(r["at_b1_squared"])]
+    mark = "=" if r.get("tie") else "*" if r.get("at_edge") else " "
+    cells.append([number(r["b1"]), f"{r['b1_squared']:.4g}",
+                  number(r["best_b2"]) + mark, fmt(r["best"]),
+                  number(r["b2_near_b1_squared"]), fmt(r["at_b1_squared"])]
                  + [f(r) for _, f in extra])
   widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
   lines = ["  " + "  ".join(s.rjust(w) for s, w in zip(c, widths, strict=True))
@@ -120,4 +148,6 @@ def format_rows(rows: Sequence[Mapping[str, Any]], value_label: str,
   if any(r.get("at_edge") for r in rows):
     lines.append("  * best b2 on the edge of the b2 grid: the optimum may lie "
                  "beyond it.")
+  if any(r.get("tie") for r in rows):
+    lines.append("  = every b2 gives the same value (a tie): no best b2.")
   return lines

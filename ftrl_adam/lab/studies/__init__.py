@@ -41,6 +41,10 @@ Example:
   (8, 4)
 """
 
+# The lab's dependencies first: one line naming the extra, not a traceback.
+from ftrl_adam import lab as _lab
+_lab.require_extra("ftrl_adam.studies")
+
 from ftrl_adam.lab.studies.cells import make_cell_fn
 from ftrl_adam.lab.studies.cells import single_run
 from ftrl_adam.lab.studies.flax_adapters import flax_task

@@ -32,7 +32,7 @@ def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss",
     One dict per b1 (ascending) with ``b1``, ``b1_squared``, ``best_b2``,
     ``value`` (the metric there), each tuned axis (``lr``: its tuned value
     there), ``value_at_b2_eq_b1`` (NaN if b2 = b1 is not on the grid),
-    ``ratio`` = b1 / sqrt(best_b2) (Nguyen's beta), ``nearer`` - ``"b1"`` or
+    ``beta_ratio`` = b1 / sqrt(best_b2) (Nguyen's beta), ``nearer`` - ``"b1"`` or
     ``"b1^2"``, whichever is closer to the best b2 in log(1 - b) (``"-"`` if
     no b2 is finite) - and ``b2_at_edge`` (the best b2 is the smallest or
     largest b2 of a grid of more than two: the optimum may lie outside it).
@@ -83,8 +83,8 @@ def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
                f"(b1, b2), mean over seeds):")
   lines += _report.format_rows(rows, metric, [
       ("nearer", lambda r: r["nearer"]),
-      ("b1/sqrt(b2)", lambda r: _report.fmt(r["ratio"]))] + [
-      (t, lambda r, t=t: _report.fmt(r[t])) for t in tuned_axes] + [
+      ("b1/sqrt(b2)", lambda r: _report.fmt(r["beta_ratio"]))] + [
+      (t, lambda r, t=t: _report.number(r[t])) for t in tuned_axes] + [
       (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"]))])
   finite = [r for r in rows if math.isfinite(r["value"])]
   if finite:
@@ -101,8 +101,9 @@ def format_xy(rows: Sequence[Mapping[str, Any]], metric: str, x: str, y: str,
   what = ", ".join(tuned_axes) or "nothing"
   headers = [x, f"best {y}", metric, *tuned_axes]
   cells = [headers] + [
-      [f"{r['x']:.4g}", f"{r['best_y']:.4g}", _report.fmt(r["value"])]
-      + [_report.fmt(r[t]) for t in tuned_axes] for r in rows]
+      [_report.number(r["x"]), _report.number(r["best_y"]),
+       _report.fmt(r["value"])]
+      + [_report.number(r[t]) for t in tuned_axes] for r in rows]
   widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
   lines = [f"best {y} for each {x} ({metric}, {what} tuned, mean over "
            f"seeds):"]
@@ -131,7 +132,7 @@ def best_line(best: Mapping[str, float], metric: str) -> str:
   """``overall best (no seed diverged): b1=0.9, ..., val_loss=0.05``."""
   if not best:
     return f"overall best: none ({metric} not finite anywhere)."
-  parts = [f"{k}={v:.6g}" for k, v in best.items() if k != metric]
+  parts = [f"{k}={_report.number(v)}" for k, v in best.items() if k != metric]
   return (f"overall best (no seed diverged): {', '.join(parts)}, "
           f"{metric}={best[metric]:.5g}")
 

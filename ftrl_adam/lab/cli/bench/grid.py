@@ -27,7 +27,6 @@ Usage:  ftrl-adam bench grid [--cells 64 256 1024] [--T 1000]
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
@@ -35,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ftrl_adam.lab.cli import _common as _cli  # noqa: E402
 from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 
 from ftrl_adam.lab import engine as grid  # noqa: E402
@@ -135,7 +135,7 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(prog="ftrl-adam bench grid", description=__doc__.splitlines()[0])
+  ap = _cli.Parser(prog="ftrl-adam bench grid", description=__doc__.splitlines()[0])
   ap.add_argument("--cells", type=int, nargs="+", default=[64, 256, 1024],
                   help="games per workload: 4 seeds x b1 x b2, multiples of 16 "
                        "(default 64 256 1024)")

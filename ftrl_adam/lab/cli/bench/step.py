@@ -21,13 +21,13 @@ Usage:  python benchmarks/step.py [--sizes 1000000 16000000] [--repeats 30]
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from ftrl_adam.lab.cli import _common as _cli  # noqa: E402
 from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 
 import ftrl_adam as fa  # noqa: E402
@@ -69,7 +69,7 @@ def _copy_bandwidth(n: int, repeats: int) -> float:
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(prog="ftrl-adam bench step", description=__doc__.splitlines()[0])
+  ap = _cli.Parser(prog="ftrl-adam bench step", description=__doc__.splitlines()[0])
   ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 16_000_000],
                   help="parameter counts to time (default 1M and 16M)")
   ap.add_argument("--repeats", type=int, default=30,

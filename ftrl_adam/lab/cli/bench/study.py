@@ -24,7 +24,6 @@ Usage:  python benchmarks/study.py [--tasks digits quadratic] [--ks 16 64 256]
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ import time
 import jax
 import numpy as np
 
+from ftrl_adam.lab.cli import _common as _cli  # noqa: E402
 from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 
 from ftrl_adam.lab import engine as grid  # noqa: E402
@@ -117,7 +117,7 @@ def _bench_task(name, args):
 
 
 def main(argv=None) -> int:
-  ap = argparse.ArgumentParser(prog="ftrl-adam bench study", description=__doc__.splitlines()[0])
+  ap = _cli.Parser(prog="ftrl-adam bench study", description=__doc__.splitlines()[0])
   ap.add_argument("--tasks", nargs="+", default=["digits", "quadratic"],
                   choices=tuple(studies.TASKS),
                   help="built-in tasks to train (default digits quadratic)")
