@@ -136,7 +136,7 @@ HALVING_GRIDS = {
     "charlm": dict(task_options=dict(d_model=32, n_layers=1, n_heads=2,
                                      batch_size=16, val_windows=128),
                    b1="log1m:0.6:0.99375:4", b2="log1m:0.6:0.99375:4",
-                   learning_rates="log:1e-3:3e-2:4", steps=300, eval_every=50,
+                   learning_rates="1e-3,3e-3,1e-2,3e-2", steps=300, eval_every=50,
                    seeds_per_study=2),
     "quadratic": dict(task_options=dict(dim=8), b1="0.5,0.9", b2="0.9,0.99",
                       learning_rates="0.03,0.1", steps=90, eval_every=10,
