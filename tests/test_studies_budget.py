@@ -308,6 +308,28 @@ def test_bad_axes_and_budgets_are_refused(no_compile, quad, kwargs, match):
     studies.run_study(quad, **QUIET, **kwargs)
 
 
+def test_the_size_counts_the_rungs_and_the_carried_state(no_compile, quad,
+                                                         monkeypatch):
+  """Refused before anything is allocated: a halving study carries every
+  run's state from rung to rung, and the size check counts it."""
+  from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
+  big = studies.make_task("quadratic", dim=100_000)
+  kw = dict(b1=[0.5, 0.9], b2=[0.9, 0.99], learning_rates=[0.03, 0.1],
+            seeds=4, steps=90, eval_every=10, chunk_size=4)
+  full = studies.make_study(big, **kw).size()
+  half = studies.make_study(big, budget="halving", **kw).size()
+  state = 4 * 4 * 100_000          # params, two moments, the EMA (float32)
+  assert half.host_bytes >= full.host_bytes + 2 * 32 * state
+  assert half.work == 32 * 10 + 12 * 20 + 4 * 60 < full.work == 32 * 90
+  assert "3 rungs ending at steps 10, 30, 90" in half.describe()
+  memory = 2.0 * (full.host_bytes + full.chunk_bytes + state)
+  assert half.host_bytes > memory
+  monkeypatch.setattr(devices, "available_memory", lambda: memory)
+  experiment.check_size(full)        # the full grid fits, the halving not
+  with pytest.raises(experiment.TooBigError, match="too big for this machine"):
+    studies.run_study(big, budget="halving", **kw, **QUIET)
+
+
 def test_the_command_line_names_the_flag(no_compile, capsys):
   from ftrl_adam import cli  # pylint: disable=import-outside-toplevel
   for argv, match in (
