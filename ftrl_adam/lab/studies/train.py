@@ -115,6 +115,21 @@ class Trainer:
       or ``ema_power`` is given.
     ema_power: Karras' power-EMA exponent for the parameter EMA instead.
     sigma_rels: widths of the post-hoc EMA to report (empty: none kept).
+
+  Example:
+    >>> import jax, numpy as np
+    >>> from ftrl_adam import studies
+    >>> from ftrl_adam.lab.studies import optimizers
+    >>> run = studies.Trainer(studies.make_task("quadratic", dim=4),
+    ...                       optimizers.builtin(), steps=40, eval_every=10)
+    >>> hp = {"lr": np.float32(0.1), "b1": np.float32(0.9),
+    ...       "b2": np.float32(0.99)}
+    >>> whole, _ = run.advance(run.init(hp, 0), hp, 0, 0, 40)
+    >>> half, _ = run.advance(run.init(hp, 0), hp, 0, 0, 20)
+    >>> rest, _ = run.advance(half, hp, 0, 20, 40)   # stopped, continued
+    >>> bool(run.metrics(rest, 40)["val_loss"] == run.metrics(whole, 40)[
+    ...     "val_loss"])
+    True
   """
 
   task: Task

@@ -218,7 +218,7 @@ def _halving_main(args) -> int:
   return 0
 
 
-def main(argv=None) -> int:
+def _parser():
   ap = _cli.Parser(prog="ftrl-adam bench study", description=__doc__.splitlines()[0])
   ap.add_argument("--tasks", nargs="+", default=None,
                   choices=tuple(studies.TASKS),
@@ -245,6 +245,11 @@ def main(argv=None) -> int:
                   help="time at most this many sequential runs per K; "
                        "extrapolate the rest")
   _common.add_out_option(ap)
+  return ap
+
+
+def main(argv=None) -> int:
+  ap = _parser()
   args = ap.parse_args(argv)
   _common.positive_ints(ap, "--ks", args.ks)
   _common.positive_ints(ap, "--repeats", [args.repeats])
