@@ -297,7 +297,8 @@ def _schedule_steps(hp):
     (dict(show="b1,lr,b2"), r"`show` takes one or two axes"),
     (dict(show="b1", tune="b2"), r"neither: \['lr'\]"),
     (dict(show="b1,b2", tune="lr,b2"), r"both: \['b2'\]"),
-    (dict(sigma_rels=[0.01]), r"`sigma_rels` 0.01 cannot all be synthesised"),
+    (dict(sigma_rels=[0.01]), r"`sigma_rels`: Too few snapshots for sigma_rel 0.01 "
+                              r"\(rho=.*every 50 steps\)"),
     (dict(metric="val_loss_posthoc"), r"needs `sigma_rels`"),
     (dict(budget="halving", rungs=1), r"`rungs` must be >= 2"),
     (dict(budget="halving", halving_rate=1.0), r"`halving_rate` must be > 1"),

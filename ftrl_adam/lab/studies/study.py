@@ -393,14 +393,16 @@ def make_study(task: Task | str = "digits", *,
 def _check_built(study: Study) -> None:
   """What needs the task's shapes: the post-hoc fit and the optimizer's axes."""
   trainer = study.trainer()
-  if study.sigma_rels and trainer.posthoc_fit(study.steps) is None:
-    raise ValueError(
-        f"`sigma_rels` {', '.join(f'{v:g}' for v in study.sigma_rels)} "
-        f"cannot all be synthesised "
-        f"from snapshots every {study.eval_every} steps of the widths "
-        f"{list(STORED_SIGMA_RELS)} (the fit's residual "
-        f"exceeds 0.05): keep widths between 0.04 and 0.15, or evaluate "
-        f"more often (`eval_every`).")
+  if study.sigma_rels:
+    try:
+      trainer.posthoc_fit(study.steps)
+    except ValueError as e:
+      raise ValueError(
+          f"`sigma_rels`: {str(e).split('.  ')[0]}, from the snapshots of the "
+          f"widths {', '.join(map(str, STORED_SIGMA_RELS))} taken at the "
+          f"{len(trainer.evaluation_steps())} evaluations (every "
+          f"{study.eval_every} steps): evaluate more often (`eval_every`) or "
+          f"ask for widths nearer 0.05-0.1.") from e
   _optimizers.check_axes(trainer.transform, dict(study.axes), study.task)
 
 

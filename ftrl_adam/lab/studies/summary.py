@@ -157,6 +157,13 @@ def capped(values: Any) -> Any:
   return None
 
 
+def _wide(values: Any) -> bool:
+  """Whether positive values span more than 3x (a log colour scale helps)."""
+  v = np.asarray(values, np.float64)
+  v = v[np.isfinite(v) & (v > 0)]
+  return v.size > 1 and float(v.max()) > 3.0 * float(v.min())
+
+
 def heatmaps(tuned: Mapping[str, np.ndarray], metrics: Sequence[str],
              task_name: str, shown: Sequence[str], tuned_axes: Sequence[str],
              annotate: bool, extra: Sequence[Heatmap] = ()) -> list[Heatmap]:
@@ -176,9 +183,10 @@ def heatmaps(tuned: Mapping[str, np.ndarray], metrics: Sequence[str],
   tuned_words = f"{what} tuned per cell, " if what else ""
   common = dict(source="tuned", x=x, y=y, log_one_minus=log1m,
                 overlays=overlays, annotate=annotate)
-  out = [Heatmap(name=f"heatmap_{m}", value=m, log_value=True,
+  out = [Heatmap(name=f"heatmap_{m}", value=m, log_value=_wide(tuned[m]),
                  color_range=capped(tuned[m]),
-                 label=f"{m} at the tuned {what or 'values'} (mean over seeds)",
+                 label=(f"{m} at the tuned {what} (mean over seeds)" if what
+                        else f"{m} (mean over seeds)"),
                  title=f"{task_name}: {m}, {tuned_words}mean over seeds",
                  **common) for m in metrics]
   out += [Heatmap(name=f"heatmap_{t}", value=f"{t}_{metrics[0]}",

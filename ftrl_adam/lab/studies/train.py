@@ -276,22 +276,26 @@ class Trainer:
       out.update(self._posthoc_metrics(state["snaps"], stop))
     return out
 
-  def posthoc_fit(self, stop: int) -> Optional[tuple[list, list]]:
-    """The snapshots' (steps, powers) at ``stop``, or None when the widths
-    cannot be synthesised there (too few snapshots for the residual)."""
+  def posthoc_fit(self, stop: int) -> tuple[list, list]:
+    """The snapshots' (steps, powers) at ``stop``.
+
+    Raises:
+      ValueError: the widths cannot be synthesised there (too few snapshots
+        for the fit's residual), from :func:`ftrl_adam.posthoc_ema_weights`.
+    """
     times = [int(t) for t in self.evaluation_steps() if t <= stop]
     powers = stored_powers()
     steps = [t for t in times for _ in powers]
-    try:
-      fa.posthoc_ema_weights(steps, list(powers) * len(times),
-                             list(self.sigma_rels), step=stop)
-    except ValueError:
-      return None
+    fa.posthoc_ema_weights(steps, list(powers) * len(times),
+                           list(self.sigma_rels), step=stop)
     return steps, list(powers) * len(times)
 
   def _posthoc_metrics(self, snaps: Any, stop: int) -> dict[str, jax.Array]:
     names = [sigma_column(s) for s in self.sigma_rels]
-    fit = self.posthoc_fit(stop)
+    try:
+      fit = self.posthoc_fit(stop)
+    except ValueError:   # a rung too early for the fit: reported as NaN
+      fit = None
     if fit is None:
       nan = jnp.float32(jnp.nan)
       return {**{n: nan for n in names}, "val_loss_posthoc": nan,
