@@ -46,19 +46,19 @@ from ftrl_adam.ftrl import ftrl_adam
 from ftrl_adam.ftrl import scale_by_ftrl_adam
 from ftrl_adam.monitor import MonitoredRegret
 from ftrl_adam.monitor import RegretMonitorState
-from ftrl_adam.monitor import RegretRecorder
-from ftrl_adam.monitor import recorded_gradients
 from ftrl_adam.monitor import regret_monitor
 from ftrl_adam.monitor import regret_of
 from ftrl_adam.posthoc import PosthocEmaState
-from ftrl_adam.posthoc import PosthocSnapshotKeeper
-from ftrl_adam.posthoc import PosthocSnapshots
 from ftrl_adam.posthoc import posthoc_ema
 from ftrl_adam.posthoc import posthoc_ema_params
 from ftrl_adam.posthoc import posthoc_ema_weights
 from ftrl_adam.posthoc import posthoc_emas_of
 from ftrl_adam.posthoc import with_posthoc_ema
 from ftrl_adam.recipes import ahn_cutkosky
+from ftrl_adam.recording import RegretRecorder
+from ftrl_adam.recording import recorded_gradients
+from ftrl_adam.snapshots import PosthocSnapshotKeeper
+from ftrl_adam.snapshots import PosthocSnapshots
 
 __version__ = "0.1.0"
 

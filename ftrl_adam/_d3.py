@@ -23,6 +23,10 @@ keep the streams as arrays, trees or the lab's ``BoundStreams``.  The
 constants are this project's [D]; Nguyen's Theorem 2.1 is the statement in
 order [R].
 
+The regret the bound bounds is here too, once (:func:`sup_regret`): the
+supremum over the comparator set of the discounted regret,
+``r_t + D ||M_t||_1`` (box) or ``r_t + D ||M_t||_2`` (ball).
+
 References:
   Nguyen, *How to Set beta1, beta2 in Adam: An Online Learning Perspective*,
   ALT 2026, https://arxiv.org/abs/2510.03478.
@@ -36,6 +40,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ftrl_adam import _numerics
 from ftrl_adam import ftrl as _ftrl
@@ -43,6 +48,66 @@ from ftrl_adam import ftrl as _ftrl
 DOMAINS = _ftrl.DOMAINS
 
 _f32 = jnp.float32
+
+
+def sup_regret(loss: Any, sum_grads: Any, radius: Any, domain: str,
+               axis: Any = -1) -> jax.Array:
+  r"""The regret against the worst comparator of the box or the ball of radius D.
+
+  With ``r_t = sum_{s<=t} b1^{t-s} <g_s, Delta_s>`` (``loss``) and
+  ``M_t = sum_{s<=t} b1^{t-s} g_s`` (``sum_grads``), the discounted regret
+  against a fixed u is ``R_t(u) = r_t - <M_t, u>``, so [D]
+
+      sup over ||u||_inf <= D of R_t(u) = r_t + D ||M_t||_1     (box)
+      sup over ||u||_2   <= D of R_t(u) = r_t + D ||M_t||_2     (ball).
+
+  It is :func:`comparator_terms` summed over the coordinates, then
+  :func:`sup_regret_from_total` (a caller that sums other terms in the same
+  pass, like the regret monitor, uses the two pieces).
+
+  Args:
+    loss: r_t, any shape broadcasting against the norm.
+    sum_grads: M_t: an array, whose norm is taken over ``axis`` (an int, a
+      tuple or None for every axis); or a pytree of arrays (a list, a dict,
+      ...), whose norm is taken over all their entries (``axis`` unused).
+    radius: D >= 0.
+    domain: ``"box"`` or ``"ball"``.
+    axis: the axis (or axes) of an array ``sum_grads`` that hold coordinates.
+
+  Returns:
+    ``loss + radius * ||sum_grads||``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from ftrl_adam import _d3
+    >>> m = jnp.array([[3.0, -4.0], [1.0, 0.0]])
+    >>> _d3.sup_regret(jnp.array([1.0, 0.0]), m, 0.5, "box").tolist()
+    [4.5, 0.5]
+    >>> float(_d3.sup_regret(1.0, {"a": m[0]}, 0.5, "ball"))
+    3.5
+
+  References:
+    Nguyen, ALT 2026, https://arxiv.org/abs/2510.03478 (the discounted
+    regret; the closed form of its supremum is derived here [D]).
+  """
+  if isinstance(sum_grads, (jax.Array, np.ndarray)):
+    total = jnp.sum(comparator_terms(sum_grads, domain), axis=axis)
+  else:
+    total = jnp.zeros([], _f32)
+    for x in jax.tree.leaves(sum_grads):
+      total = total + jnp.sum(comparator_terms(x, domain))
+  return sup_regret_from_total(loss, total, radius, domain)
+
+
+def comparator_terms(sum_grads: Any, domain: str) -> jax.Array:
+  """|M_t| (box) or M_t**2 (ball), per coordinate: the norm's terms."""
+  return jnp.abs(sum_grads) if domain == "box" else jnp.square(sum_grads)
+
+
+def sup_regret_from_total(loss: Any, total: Any, radius: Any,
+                          domain: str) -> jax.Array:
+  """r_t + D ||M_t|| from the sum of :func:`comparator_terms` over the coordinates."""
+  return loss + radius * (total if domain == "box" else jnp.sqrt(total))
 
 
 def magnitudes(g: jax.Array, domain: str) -> tuple[jax.Array, jax.Array]:

@@ -91,7 +91,8 @@ class _Pushdown:
   def __init__(self, closed, args, stops):
     self.top = _Scope(closed.jaxpr, closed.consts)
     self.top.env.update(zip(closed.jaxpr.invars, args, strict=True))
-    self.inputs = set(closed.jaxpr.invars)
+    self.inputs = {v: i for i, v in enumerate(closed.jaxpr.invars)}
+    self.inputs_read = set()  # positions of the inputs gathered from
     self.stops = set(stops)
     self.gathered = {}
     self.frontier = []  # why the push stopped, for each whole array gathered
@@ -139,12 +140,13 @@ class _Pushdown:
     """Gathers the whole value of ``atom`` (computed if need be)."""
     if not _is_literal(atom) and _shape(atom):
       self.frontier.append(why)
-    return jnp.ravel(jnp.asarray(self.value(scope, atom)))[idx]
+    return take(self.value(scope, atom), idx)
 
   def _gather(self, scope, atom, shape, idx, tag):
     if _is_literal(atom) or not shape:
       return self._direct(scope, atom, idx, "scalar")
     if scope is self.top and atom in self.inputs:
+      self.inputs_read.add(self.inputs[atom])
       return self._direct(scope, atom, idx, "input")
     if scope is self.top and atom in self.stops:
       return self._direct(scope, atom, idx, "output")
@@ -177,9 +179,56 @@ def _child_outvars(eqn):
   return (closed.jaxpr if hasattr(closed, "jaxpr") else closed).outvars
 
 
+def take(x: Any, idx: np.ndarray) -> jax.Array:
+  """``ravel(x)[idx]`` for in-bounds indices (repeats allowed).
+
+  Indices made of at most 4 arithmetic runs (a strided sample that wraps
+  around, a block) are read as strided slices put side by side with
+  selects on the position (exact bits: no arithmetic), which XLA fuses as
+  plain loads; other indices with one gather.  Either way a single operand
+  per leaf, so that the concatenation of a few leaves' entries stays one
+  fused kernel (XLA:CPU fuses a concatenate of at most 8 operands).
+  """
+  flat = jnp.ravel(jnp.asarray(x))
+  idx = np.asarray(idx)
+  runs = _runs(idx)
+  if not runs or len(runs) > 4:
+    return flat.at[idx].get(mode="promise_in_bounds",
+                            indices_are_sorted=bool(np.all(np.diff(idx) >= 0)))
+  n, out, end = idx.size, None, idx.size
+  for start, step, count in reversed(runs):
+    piece = jax.lax.slice(flat, (start,), (start + step * (count - 1) + 1,),
+                          (step,))
+    if out is None and count == n:
+      return piece
+    piece = jax.lax.pad(piece, jnp.zeros((), flat.dtype),
+                        [(end - count, n - end, 0)])
+    out = piece if out is None else jnp.where(
+        jnp.arange(n) < end, piece, out)
+    end -= count
+  return out
+
+
+def _runs(idx: np.ndarray) -> list[tuple[int, int, int]]:
+  """(start, step >= 1, count) of the maximal arithmetic runs of ``idx``."""
+  runs, i = [], 0
+  while i < len(idx):
+    j = i + 1
+    step = int(idx[j] - idx[i]) if j < len(idx) else 1
+    if step <= 0:
+      step, j = 1, i + 1
+    else:
+      while j < len(idx) and int(idx[j] - idx[j - 1]) == step:
+        j += 1
+    runs.append((int(idx[i]), step, j - i))
+    i = j
+  return runs
+
+
 def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
                    indices: Sequence[Optional[np.ndarray]],
-                   frontier: Optional[list] = None) -> Optional[list]:
+                   frontier: Optional[list] = None,
+                   inputs_read: Optional[set] = None) -> Optional[list]:
   """``[ravel(fn(*args)[i])[indices[i]] ...]``, the gathers pushed into ``fn``.
 
   The push stops at the function's inputs and at its other outputs (the
@@ -191,11 +240,14 @@ def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
   Args:
     fn: a function of the arrays ``args`` returning a flat list of arrays.
     args: its arguments (arrays or tracers).
-    indices: for each of the first ``len(indices)`` outputs, int32 flat
-      indices into it, or None to skip it.
+    indices: for each of the first ``len(indices)`` outputs, sorted int32
+      flat indices into it (repeats allowed), or None to skip it.
     frontier: if a list, it is extended with, for each whole array gathered,
       why the push stopped there: ``"input"``, ``"output"``, ``"constant"``
       or the name of the primitive that made it (for tests).
+    inputs_read: if a set, it receives the positions in ``args`` of the
+      inputs whose entries were gathered (a caller that overwrites an input
+      in place must order that write after the reads).
 
   Returns:
     The list of gathered (k_i,) arrays (None where the index is None), or
@@ -217,4 +269,6 @@ def gather_outputs(fn: Callable[..., Sequence[Any]], args: Sequence[Any],
     out.append(push.gather(push.top, atom, shape, np.asarray(idx), i))
   if frontier is not None:
     frontier.extend(push.frontier)
+  if inputs_read is not None:
+    inputs_read.update(push.inputs_read)
   return out

@@ -69,6 +69,9 @@ DOMAINS = ("box", "ball")
 # even when the per-coordinate rates span ten orders of magnitude (tested).
 BALL_SOLVER_ITERATIONS = 32
 
+# The attribute of the returned transform's ``update`` holding its options.
+_OPTIONS = "ftrl_adam_options"
+
 
 class ScaleByFtrlAdamState(NamedTuple):
   """State of :func:`scale_by_ftrl_adam` and :func:`ftrl_adam`.
@@ -142,6 +145,41 @@ def _step_constants(b1, b2, eps, eps_root, count, bias_correction, eps_mode,
   return k, c, e, r
 
 
+def _ball_sums(a2, hs, lam):
+  """sum a_i / (h_i + lam)**2 and sum a_i / (h_i + lam)**3 (0 where h_i + lam = 0)."""
+  s2 = jnp.zeros([], jnp.float32)
+  s3 = jnp.zeros([], jnp.float32)
+  for a, b in zip(a2, hs, strict=True):
+    d = b + lam
+    inv = jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
+    s2 = s2 + _numerics.fixed_order_sum(a * inv * inv)
+    s3 = s3 + _numerics.fixed_order_sum(a * inv * inv * inv)
+  return s2, s3
+
+
+def _ball_newton_step(_, carry):
+  """One safeguarded Newton step of :func:`_weighted_ball_lambda`.
+
+  A module-level function of its carry (the problem rides along unchanged):
+  the loop is traced once per shape, so an un-jitted step reuses its compiled
+  loop instead of compiling a new one on every call.
+  """
+  (lam, lo, hi), (a2, hs, safe_r) = carry
+  s2, s3 = _ball_sums(a2, hs, lam)
+  norm = jnp.sqrt(s2)
+  too_long = norm > safe_r
+  lo = jnp.where(too_long, lam, lo)
+  hi = jnp.where(too_long, hi, lam)
+  # phi = 1/norm - 1/r, phi' = s3 / norm**3.
+  safe_norm = jnp.where(norm > 0, norm, 1.0)
+  step = (1.0 / safe_norm - 1.0 / safe_r) * safe_norm ** 3 / jnp.where(
+      s3 > 0, s3, 1.0)
+  newton = lam - step
+  inside = (newton > lo) & (newton < hi) & jnp.isfinite(newton)
+  lam = jnp.where(inside, newton, 0.5 * (lo + hi))
+  return (lam, lo, hi), (a2, hs, safe_r)
+
+
 def _weighted_ball_lambda(xt, h, radius, iterations):
   """Multiplier lam >= 0 of the FTRL argmin over the l2 ball, per-coordinate rates.
 
@@ -165,38 +203,12 @@ def _weighted_ball_lambda(xt, h, radius, iterations):
   h_max = jnp.max(jnp.stack([jnp.max(b) for b in hs]))
   outside = norm_xt > radius
   safe_r = jnp.where(radius > 0, radius, 1.0)
-
-  def sums(lam):
-    s2 = jnp.zeros([], f32)
-    s3 = jnp.zeros([], f32)
-    for a, b in zip(a2, hs, strict=True):
-      d = b + lam
-      inv = jnp.where(d > 0, 1.0 / jnp.where(d > 0, d, 1.0), 0.0)
-      s2 = s2 + _numerics.fixed_order_sum(a * inv * inv)
-      s3 = s3 + _numerics.fixed_order_sum(a * inv * inv * inv)
-    return s2, s3
-
-  def body(_, carry):
-    lam, lo, hi = carry
-    s2, s3 = sums(lam)
-    norm = jnp.sqrt(s2)
-    too_long = norm > safe_r
-    lo = jnp.where(too_long, lam, lo)
-    hi = jnp.where(too_long, hi, lam)
-    # phi = 1/norm - 1/r, phi' = s3 / norm**3.
-    safe_norm = jnp.where(norm > 0, norm, 1.0)
-    step = (1.0 / safe_norm - 1.0 / safe_r) * safe_norm ** 3 / jnp.where(
-        s3 > 0, s3, 1.0)
-    newton = lam - step
-    inside = (newton > lo) & (newton < hi) & jnp.isfinite(newton)
-    lam = jnp.where(inside, newton, 0.5 * (lo + hi))
-    return lam, lo, hi
-
   hi0 = h_max * norm_xt / safe_r
   lam0 = jnp.zeros([], f32)
-  lam, lo, hi = jax.lax.fori_loop(0, iterations, body, (lam0, lam0, hi0))
+  (lam, _, hi), _ = jax.lax.fori_loop(
+      0, iterations, _ball_newton_step, ((lam0, lam0, hi0), (a2, hs, safe_r)))
   # The final answer must be feasible: take the side of the bracket that is.
-  s2, _ = sums(lam)
+  s2, _ = _ball_sums(a2, hs, lam)
   lam = jnp.where(jnp.sqrt(s2) > safe_r, hi, lam)
   lam = jnp.where(outside & (radius > 0), lam, 0.0)
   finite = jnp.isfinite(norm_xt) & jnp.isfinite(h_max)
@@ -473,7 +485,8 @@ def ftrl_adam(
     An ``optax.GradientTransformationExtraArgs``; its state is the 2-tuple
     ``(ScaleByFtrlAdamState, clip state)`` whatever the type of
     ``learning_rate`` (the clip state is ``optax.EmptyState()`` without a
-    radius), with a single ``count``.
+    radius), with a single ``count``.  Its options are readable with
+    :func:`options_of` (``regret_monitor`` takes them from it).
 
   Raises:
     ValueError: an option outside its allowed values (named in the message).
@@ -514,4 +527,65 @@ def ftrl_adam(
     # For the weighted ball the scaler already solved the exact argmin; the
     # projection that follows only guards ||Delta|| <= D against round-off.
     clip = (clipping.clip_box if domain == "box" else clipping.clip_ball)(radius)
-  return optax.chain(scaler, clip)
+  tx = optax.chain(scaler, clip)
+  setattr(tx.update, _OPTIONS, FtrlAdamOptions(
+      learning_rate=learning_rate if callable(learning_rate) else schedule(0),
+      b1=b1, b2=b2, eps=eps, radius=radius, domain=domain,
+      second_moment=second_moment, bias_correction=bias_correction,
+      eps_mode=eps_mode))
+  return tx
+
+
+class FtrlAdamOptions(NamedTuple):
+  """The options a transform returned by :func:`ftrl_adam` was built with.
+
+  Read by :func:`options_of` (and by :func:`ftrl_adam.regret_monitor`, which
+  takes the radius, b1, b2 and the learning rate from the ``ftrl_adam`` it
+  wraps).
+
+  Attributes:
+    learning_rate: the learning rate as float32, or the schedule given.
+    b1: float32.
+    b2: float32.
+    eps: float32.
+    radius: float32, or None without a clip.
+    domain: ``"box"`` or ``"ball"`` (meaningful with a radius).
+    second_moment: ``"per_coordinate"`` or ``"global"``.
+    bias_correction: True or False.
+    eps_mode: ``"adam"`` or ``"ftrl"``.
+  """
+
+  learning_rate: Any
+  b1: Any
+  b2: Any
+  eps: Any
+  radius: Any
+  domain: str
+  second_moment: str
+  bias_correction: bool
+  eps_mode: str
+
+
+def options_of(tx: Any) -> Optional[FtrlAdamOptions]:
+  """The options of a transform returned by :func:`ftrl_adam`; None for any other.
+
+  Only the transform :func:`ftrl_adam` returned carries them (on its
+  ``update`` function): a chain or wrapper around it does not.
+
+  Args:
+    tx: any object.
+
+  Returns:
+    A :class:`FtrlAdamOptions`, or None.
+
+  Example:
+    >>> import optax, ftrl_adam as fa
+    >>> from ftrl_adam import ftrl
+    >>> opts = ftrl.options_of(fa.ftrl_adam(0.1, b1=0.8, radius=0.05))
+    >>> round(float(opts.b1), 6), round(float(opts.radius), 6), opts.domain
+    (0.8, 0.05, 'box')
+    >>> ftrl.options_of(optax.adam(0.1)) is None
+    True
+  """
+  options = getattr(getattr(tx, "update", None), _OPTIONS, None)
+  return options if isinstance(options, FtrlAdamOptions) else None

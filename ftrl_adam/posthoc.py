@@ -11,7 +11,8 @@ does that for optax and Flax:
   one :class:`PosthocEmaState`; :func:`posthoc_emas_of` reads them.
 * :class:`PosthocSnapshotKeeper` - a host-side helper the training loop calls
   after each step: every ``every`` steps it copies the EMAs to host memory or
-  writes them to an Orbax checkpoint directory.
+  writes them to a self-verifying folder (module ``ftrl_adam.snapshots``,
+  which holds the storage).
 * :class:`PosthocSnapshots` - the stored snapshots (their steps, powers and
   stacked parameter trees), from the keeper or ``PosthocSnapshots.load``.
 * :func:`posthoc_ema_weights` and :func:`posthoc_ema` - the combination
@@ -94,9 +95,8 @@ where they reach, as in optax; the weights are checked finite.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -137,6 +137,13 @@ def _sigma_rels(name: str, value: Any) -> tuple[np.ndarray, bool]:
     raise ValueError(f"`{name}` must be a float in (0, {SIGMA_REL_MAX:.6f}], "
                      f"got the boolean {value!r}.")
   try:
+    kind = np.asarray(value).dtype.kind
+  except (TypeError, ValueError):
+    kind = "O"
+  if kind not in "iuf":      # "0.07" is not a number: nothing is parsed
+    raise ValueError(f"`{name}` must be a float or a list of floats in "
+                     f"(0, {SIGMA_REL_MAX:.6f}], got {value!r}.")
+  try:
     arr = np.asarray(value, dtype=np.float64)
   except (TypeError, ValueError) as e:
     raise ValueError(f"`{name}` must be a float or a list of floats in "
@@ -152,7 +159,7 @@ def _sigma_rels(name: str, value: Any) -> tuple[np.ndarray, bool]:
   return np.atleast_1d(arr), arr.ndim == 0
 
 
-def _powers(name: str, value: Any, allow_empty: bool = False) -> np.ndarray:
+def check_powers(name: str, value: Any, allow_empty: bool = False) -> np.ndarray:
   """Power-EMA exponents as a 1-D float64 array of finite values >= 0."""
   if _is_tracer(value):
     raise ValueError(f"`{name}` must be concrete floats, not traced.")
@@ -170,7 +177,7 @@ def _powers(name: str, value: Any, allow_empty: bool = False) -> np.ndarray:
   return arr
 
 
-def _steps(name: str, value: Any) -> np.ndarray:
+def check_steps(name: str, value: Any) -> np.ndarray:
   """Snapshot steps as a 1-D int64 array of values >= 1."""
   if _is_tracer(value):
     raise ValueError(f"`{name}` must be concrete integers, not traced.")
@@ -185,7 +192,7 @@ def _steps(name: str, value: Any) -> np.ndarray:
   return arr
 
 
-def _sigma_rel_of_power(power: Any) -> np.ndarray:
+def sigma_rel_of_power(power: Any) -> np.ndarray:
   """``sigma_rel = sqrt((p + 1) / ((p + 2)**2 (p + 3)))`` [P], float64."""
   p = np.asarray(power, dtype=np.float64)
   return np.sqrt((p + 1.0) / ((p + 2.0) ** 2 * (p + 3.0)))
@@ -291,7 +298,7 @@ def posthoc_ema_params(
       raise ValueError(f"`sigma_rels` must be distinct, got {sig.tolist()}.")
     pw = np.array([power_from_sigma_rel(s) for s in sig])
   else:
-    pw = _powers("powers", powers)
+    pw = check_powers("powers", powers)
     if len(np.unique(pw)) != len(pw):
       raise ValueError(f"`powers` must be distinct, got {pw.tolist()}.")
   _checks.check_choice("source", source, SOURCES)
@@ -383,11 +390,19 @@ def with_posthoc_ema(
 # ----------------------------------------------------------------------------
 
 
-def _find_state(opt_state: Any) -> PosthocEmaState:
+def posthoc_state_of(opt_state: Any) -> PosthocEmaState:
   """The one :class:`PosthocEmaState` in ``opt_state``, values unwrapped.
 
   Searched by type with the package's one state search
-  (:func:`ftrl_adam._state_search.find_state`, shared with ``ema_params_of``).
+  (:func:`ftrl_adam._state_search.find_state`, shared with ``ema_params_of``);
+  :class:`ftrl_adam.PosthocSnapshotKeeper` reads the count and powers here.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
+    >>> from ftrl_adam import posthoc
+    >>> tx = optax.chain(optax.sgd(0.1), fa.posthoc_ema_params(powers=(1.0,)))
+    >>> posthoc.posthoc_state_of(tx.init({"w": jnp.zeros(2)})).powers.tolist()
+    [1.0]
   """
   state = _state_search.find_state(opt_state, PosthocEmaState, None,
                                     "posthoc_ema_params")
@@ -430,7 +445,7 @@ def posthoc_emas_of(opt_state: Any) -> tuple:
     >>> len(fa.posthoc_emas_of(state))
     2
   """
-  return _find_state(opt_state).emas
+  return posthoc_state_of(opt_state).emas
 
 
 # ----------------------------------------------------------------------------
@@ -512,8 +527,8 @@ def posthoc_ema_weights(
     https://arxiv.org/abs/2312.02696 (post-hoc EMA, its Algorithm 3).
   """
   sig, scalar = _sigma_rels("sigma_rel", sigma_rel)
-  t = _steps("steps", steps)
-  p = _powers("powers", powers, allow_empty=True)
+  t = check_steps("steps", steps)
+  p = check_powers("powers", powers, allow_empty=True)
   if len(t) != len(p):
     raise ValueError(f"`steps` and `powers` must have the same length (one "
                      f"per snapshot), got {len(t)} and {len(p)}.")
@@ -579,147 +594,12 @@ def posthoc_ema_weights(
 
 
 # ----------------------------------------------------------------------------
-# Snapshots.
+# The synthesis.
 # ----------------------------------------------------------------------------
 
 
-def _describe(tree: Any) -> tuple:
-  """Structure, shapes and dtypes of a tree: what two snapshots must share."""
-  leaves, treedef = jax.tree.flatten(tree)
-  return treedef, tuple((tuple(np.shape(v)), str(jnp.result_type(v)))
-                        for v in leaves)
-
-
-def _mismatch(a: tuple, b: tuple) -> str:
-  """Why two ``_describe`` results differ, in words."""
-  if a[0] != b[0]:
-    return f"tree structure {b[0]} instead of {a[0]}"
-  for i, (x, y) in enumerate(zip(a[1], b[1], strict=True)):
-    if x != y:
-      return f"leaf {i} has shape/dtype {y} instead of {x}"
-  return "?"   # pragma: no cover
-
-
-@jax.tree_util.register_pytree_node_class
-class PosthocSnapshots:
-  """Stored post-hoc EMA snapshots: their steps, powers and parameters.
-
-  A pytree whose leaves are the parameters only: ``steps`` and ``powers`` are
-  static, so :func:`posthoc_ema` can be jitted with the snapshots as an
-  argument (a new set of steps retraces, new values do not).
-
-  Attributes:
-    steps: tuple of N ints, the step t_k of each snapshot, non-decreasing.
-    powers: tuple of N floats, the exponent p_k of each snapshot.
-    params: a tree like the params whose leaves carry a leading axis of size
-      N: leaf[k] belongs to snapshot k.
-
-  Build one with :meth:`PosthocSnapshotKeeper.snapshots`,
-  :meth:`PosthocSnapshots.load` (an Orbax directory),
-  :meth:`PosthocSnapshots.from_trees` (one tree per snapshot) or the
-  constructor (stacked leaves).
-
-  Example:
-    >>> import numpy as np, ftrl_adam as fa
-    >>> snaps = fa.PosthocSnapshots.from_trees(
-    ...     steps=[10, 10], powers=[3.0, 7.0],
-    ...     trees=[{"w": np.ones(2)}, {"w": np.zeros(2)}])
-    >>> len(snaps), snaps.params["w"].shape
-    (2, (2, 2))
-  """
-
-  def __init__(self, steps: Any, powers: Any, params: Any):
-    t = _steps("steps", steps)
-    p = _powers("powers", powers, allow_empty=True)
-    if len(t) != len(p):
-      raise ValueError(f"`steps` and `powers` must have one entry per "
-                       f"snapshot, got {len(t)} and {len(p)}.")
-    if np.any(np.diff(t) < 0):
-      raise ValueError("`steps` must be non-decreasing (snapshots in the "
-                       f"order they were taken), got {t.tolist()}.")
-    leaves = jax.tree.leaves(params)
-    if not leaves:
-      raise ValueError("`params` has no array leaves.")
-    bad = [np.shape(v) for v in leaves
-           if np.ndim(v) == 0 or np.shape(v)[0] != len(t)]
-    if bad:
-      raise ValueError(
-          f"Every leaf of `params` must have a leading axis of size "
-          f"{len(t)} (one entry per snapshot), found shapes {bad[:3]}.")
-    self.steps = tuple(int(v) for v in t)
-    self.powers = tuple(float(v) for v in p)
-    self.params = params
-
-  @classmethod
-  def from_trees(cls, steps: Any, powers: Any,
-                 trees: Sequence[Any]) -> "PosthocSnapshots":
-    """Snapshots from one parameter tree per snapshot (stacked on axis 0).
-
-    Raises:
-      ValueError: the trees differ in structure, shape or dtype, or their
-        number differs from that of ``steps``.
-    """
-    trees = list(trees)
-    if not trees:
-      raise ValueError("Too few snapshots: `trees` is empty.")
-    if len(trees) != len(np.atleast_1d(steps)):
-      raise ValueError(f"`trees` must hold one tree per step: got "
-                       f"{len(trees)} trees and {len(np.atleast_1d(steps))} "
-                       "steps.")
-    first = _describe(trees[0])
-    for k, tree in enumerate(trees[1:], start=1):
-      d = _describe(tree)
-      if d != first:
-        raise ValueError(f"Snapshot trees do not match: tree {k} has "
-                         f"{_mismatch(first, d)}.")
-    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
-                           *trees)
-    return cls(steps, powers, stacked)
-
-  @classmethod
-  def load(cls, directory: Union[str, os.PathLike],
-           like: Any = None) -> "PosthocSnapshots":
-    """The snapshots a :class:`PosthocSnapshotKeeper` wrote to ``directory``.
-
-    Args:
-      directory: the keeper's Orbax checkpoint directory.
-      like: optional, one EMA tree as :func:`posthoc_emas_of` returns it (or
-        its ``jax.ShapeDtypeStruct`` version): the snapshots are restored into
-        that structure.  Without it Orbax returns nested dicts and lists.
-
-    Raises:
-      ValueError: no such directory, no snapshots in it, or snapshots that
-        do not match each other or ``like``.
-    """
-    return _load(directory, like)
-
-  def __len__(self) -> int:
-    return len(self.steps)
-
-  @property
-  def sigma_rels(self) -> tuple:
-    """The relative width of each snapshot's profile."""
-    return tuple(float(s) for s in _sigma_rel_of_power(self.powers))
-
-  def __repr__(self) -> str:
-    times = sorted(set(self.steps))
-    span = f"steps {times[0]}..{times[-1]}" if times else "no steps"
-    widths = ", ".join(f"{s:.4g}" for s in sorted(set(self.sigma_rels)))
-    return f"PosthocSnapshots({len(self)} snapshots, {span}, sigma_rel {widths})"
-
-  def tree_flatten(self):
-    return (self.params,), (self.steps, self.powers)
-
-  @classmethod
-  def tree_unflatten(cls, aux, children):
-    obj = object.__new__(cls)
-    obj.steps, obj.powers = aux
-    (obj.params,) = children
-    return obj
-
-
 def posthoc_ema(
-    snapshots: PosthocSnapshots,
+    snapshots: Any,
     sigma_rel: Any,
     *,
     step: Optional[int] = None,
@@ -740,7 +620,7 @@ def posthoc_ema(
   the host in float64 when the function is traced.
 
   Args:
-    snapshots: a :class:`PosthocSnapshots`.
+    snapshots: a :class:`ftrl_adam.PosthocSnapshots`.
     sigma_rel: the target width in (0, 12 ** -0.5], or a list of widths.
     step: the step to synthesise at, one of the snapshot steps; default the
       last.
@@ -780,6 +660,7 @@ def posthoc_ema(
     Improving the Training Dynamics of Diffusion Models*, CVPR 2024,
     https://arxiv.org/abs/2312.02696.
   """
+  from ftrl_adam.snapshots import PosthocSnapshots  # pylint: disable=import-outside-toplevel
   if not isinstance(snapshots, PosthocSnapshots):
     raise ValueError(
         "`snapshots` must be a PosthocSnapshots (from "
@@ -800,230 +681,3 @@ def posthoc_ema(
     return out.astype(leaf.dtype)
 
   return jax.tree.map(combine, snapshots.params)
-
-
-# ----------------------------------------------------------------------------
-# The keeper.
-# ----------------------------------------------------------------------------
-
-
-def _host(tree: Any) -> Any:
-  """A host (NumPy) copy of a tree of arrays."""
-  return jax.tree.map(lambda v: np.array(v), jax.device_get(tree))
-
-
-def _single(name: str, value: Any) -> np.ndarray:
-  """``value`` with any leading vmapped axes removed: every configuration
-  must hold the same count (a scalar) or powers (a vector)."""
-  arr = np.asarray(jax.device_get(value))
-  rows = arr.reshape(-1) if name == "count" else arr.reshape(-1, arr.shape[-1])
-  if not np.all(rows == rows[:1]):
-    raise ValueError(f"The PosthocEmaState's `{name}` differs across the "
-                     "vmapped configurations; a keeper needs one value.")
-  return rows[0]
-
-
-class PosthocSnapshotKeeper:
-  """Stores the EMAs of :func:`posthoc_ema_params` every ``every`` steps.
-
-  Call :meth:`update` with the optimizer state (or a ``TrainState``, an
-  ``nnx.Optimizer``, anything holding one :class:`PosthocEmaState`) after
-  each training step, or after each chunk of ``every`` steps: when the
-  state's step count is a multiple of ``every`` (and not stored yet), the
-  EMAs are copied to host memory, or, with ``directory``, written to an
-  Orbax checkpoint directory (one checkpoint per step, the EMAs and a JSON
-  record of the step and powers), which a new keeper on the same directory
-  continues.  :meth:`save` stores the current step regardless of ``every``
-  (e.g. the last one).  Vmapped states work: the snapshots keep the
-  configuration axes.  Single process: the EMAs are gathered to the host.
-
-  Args:
-    every: store a snapshot every k >= 1 optimizer steps.
-    directory: None (host memory) or an Orbax checkpoint directory.
-
-  Example:
-    >>> import jax.numpy as jnp, optax, ftrl_adam as fa
-    >>> tx = optax.chain(optax.sgd(0.1), fa.posthoc_ema_params())
-    >>> params = {"w": jnp.ones(3)}
-    >>> state = tx.init(params)
-    >>> keeper = fa.PosthocSnapshotKeeper(every=5)
-    >>> for _ in range(12):
-    ...   updates, state = tx.update(params, state, params)
-    ...   params = optax.apply_updates(params, updates)
-    ...   _ = keeper.update(state)
-    >>> keeper.steps
-    (5, 10)
-    >>> keeper.save(state)              # the last step too
-    True
-    >>> keeper.snapshots().steps
-    (5, 5, 10, 10, 12, 12)
-  """
-
-  def __init__(self, every: int, directory: Optional[
-      Union[str, os.PathLike]] = None):
-    if isinstance(every, (bool, np.bool_)) or not isinstance(
-        every, (int, np.integer)) or every < 1:
-      raise ValueError(f"`every` must be an integer >= 1, got {every!r}.")
-    self.every = int(every)
-    self.directory = None if directory is None else os.fspath(directory)
-    self._records: list = []       # memory: (step, tuple of host trees)
-    self._powers: Optional[tuple] = None
-    self._layout: Optional[tuple] = None
-    self._manager = None
-    self._saved: set = set()
-    if self.directory is not None:
-      self._manager = _manager(self.directory, create=True)
-      self._saved = set(int(s) for s in self._manager.all_steps())
-      if self._saved:
-        meta = _restore_meta(self._manager, min(self._saved))
-        self._powers = tuple(float(v) for v in meta["powers"])
-
-  @property
-  def steps(self) -> tuple:
-    """The steps stored so far, in order."""
-    return tuple(sorted(self._saved))
-
-  def update(self, opt_state: Any) -> bool:
-    """Stores the EMAs if the step count is a multiple of ``every``.
-
-    Returns:
-      True if a snapshot was stored.
-    """
-    state = _find_state(opt_state)
-    count = int(_single("count", state.count))
-    if count == 0 or count % self.every or count in self._saved:
-      return False
-    return self._store(count, state)
-
-  def save(self, opt_state: Any) -> bool:
-    """Stores the EMAs of the current step now (unless already stored).
-
-    Raises:
-      ValueError: no EMA update has happened yet (step 0).
-    """
-    state = _find_state(opt_state)
-    count = int(_single("count", state.count))
-    if count == 0:
-      raise ValueError("No snapshot at step 0: the EMAs have not been "
-                       "updated yet (call save after a training step).")
-    if count in self._saved:
-      return False
-    return self._store(count, state)
-
-  def _store(self, count: int, state: PosthocEmaState) -> bool:
-    powers = tuple(float(v) for v in _single("powers", state.powers))
-    if self._powers is None:
-      self._powers = powers
-    elif powers != self._powers:
-      raise ValueError(
-          f"The EMA powers changed at step {count}: {powers} instead of "
-          f"{self._powers} (one keeper per posthoc_ema_params).")
-    emas = _host(state.emas)
-    layout = _describe(emas[0])
-    if self._layout is None:
-      self._layout = layout
-    elif layout != self._layout:
-      raise ValueError(f"Snapshot trees do not match: the EMAs at step "
-                       f"{count} have {_mismatch(self._layout, layout)}.")
-    if self._manager is None:
-      self._records.append((count, emas))
-    else:
-      import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-      self._manager.save(count, args=ocp.args.Composite(
-          emas=ocp.args.StandardSave(emas),
-          meta=ocp.args.JsonSave({"step": count, "powers": list(powers)})))
-    self._saved.add(count)
-    return True
-
-  def wait(self) -> None:
-    """Waits for pending Orbax writes (nothing to do in memory)."""
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-
-  def close(self) -> None:
-    """Finishes the Orbax writes and releases the checkpoint manager."""
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-      self._manager.close()
-      self._manager = None
-
-  def snapshots(self, like: Any = None) -> PosthocSnapshots:
-    """All stored snapshots, oldest first, the EMAs of each step in order.
-
-    Args:
-      like: for a directory keeper, the structure to restore into (see
-        :meth:`PosthocSnapshots.load`); ignored in memory.
-
-    Raises:
-      ValueError: nothing stored yet.
-    """
-    if self.directory is not None:
-      self.wait()
-      return _load(self.directory, like)
-    if not self._records:
-      raise ValueError("Too few snapshots: the keeper has stored none yet "
-                       f"(it stores every {self.every} steps).")
-    records = sorted(self._records, key=lambda r: r[0])
-    steps = [s for s, emas in records for _ in emas]
-    powers = [p for _ in records for p in self._powers]
-    trees = [tree for _, emas in records for tree in emas]
-    return PosthocSnapshots.from_trees(steps, powers, trees)
-
-
-def _manager(directory: str, create: bool):
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=None, create=create))
-
-
-def _restore_meta(manager, step: int) -> dict:
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  return manager.restore(step, args=ocp.args.Composite(
-      meta=ocp.args.JsonRestore())).meta
-
-
-def _load(directory: Union[str, os.PathLike], like: Any) -> PosthocSnapshots:
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  directory = os.fspath(directory)
-  if not os.path.isdir(directory):
-    raise ValueError(f"`directory` {directory!r} does not exist: no "
-                     "post-hoc EMA snapshots to load.")
-  manager = _manager(directory, create=False)
-  try:
-    all_steps = sorted(int(s) for s in manager.all_steps())
-    if not all_steps:
-      raise ValueError(f"Too few snapshots: {directory!r} holds none.")
-    target = None
-    if like is not None:
-      target = jax.tree.map(
-          lambda v: jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)),
-          _state_search.unwrap_variables(like))
-    steps, powers, trees, first_powers = [], [], [], None
-    for s in all_steps:
-      meta = _restore_meta(manager, s)
-      pw = tuple(float(v) for v in meta["powers"])
-      if first_powers is None:
-        first_powers = pw
-      elif pw != first_powers:
-        raise ValueError(f"Snapshot trees do not match: step {s} in "
-                         f"{directory!r} has powers {pw}, step {all_steps[0]} "
-                         f"has {first_powers}.")
-      args = (ocp.args.StandardRestore() if target is None else
-              ocp.args.StandardRestore(tuple(target for _ in pw)))
-      try:
-        emas = manager.restore(s, args=ocp.args.Composite(emas=args)).emas
-      except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"Snapshot trees do not match: step {s} in "
-                         f"{directory!r} does not restore into `like`: "
-                         f"{e}") from e
-      if int(meta["step"]) != s:
-        raise ValueError(f"{directory!r}: checkpoint {s} records step "
-                         f"{meta['step']}.")
-      for p, tree in zip(pw, emas, strict=True):
-        steps.append(s)
-        powers.append(p)
-        trees.append(tree)
-  finally:
-    manager.close()
-  return PosthocSnapshots.from_trees(steps, powers, trees)

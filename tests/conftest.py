@@ -1,8 +1,49 @@
-"""Shared fixtures for the test suite."""
+"""Shared fixtures for the test suite, and one compilation cache per session.
 
+Most of the suite's time is XLA compiling small programs, and many tests (in
+both xdist workers, in the subprocesses and notebook kernels the tests start)
+compile the same ones.  The session gets one JAX persistent compilation cache
+in a fresh temporary folder: a program compiled once is loaded, not compiled
+again, by the next process that needs it.  Nothing carries over from one
+session to the next (the folder is deleted at the end), and a cache hit runs
+the very executable a compilation would have made, so no result changes.
+A ``JAX_COMPILATION_CACHE_DIR`` already set is left alone.
+"""
+
+import os
+import shutil
+import tempfile
+
+import jax
 import pytest
 
 from helpers import make_params
+
+_CACHE_ENV = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+              "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def pytest_configure(config):
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    folder = tempfile.mkdtemp(prefix="ftrl-adam-tests-xla-cache-")
+    config.stash[_CACHE_KEY] = folder
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
+    os.environ.update(_CACHE_ENV)
+  # Workers and subprocesses read the environment when they import JAX; this
+  # process may have imported it already.
+  jax.config.update("jax_compilation_cache_dir",
+                    os.environ["JAX_COMPILATION_CACHE_DIR"])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+  folder = config.stash.get(_CACHE_KEY, None)
+  if folder is not None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+_CACHE_KEY = pytest.StashKey[str]()
 
 
 @pytest.fixture

@@ -9,10 +9,14 @@ from ftrl_adam import cli
 
 
 @pytest.mark.parametrize("name,args,check", [
-    ("step", ["--sizes", "4096", "--repeats", "2"],
+    ("step", ["--models", "small", "--sizes", "4096", "--repeats", "2",
+              "--rounds", "2", "--min-time", "0"],
      lambda d: {r["optimizer"] for r in d["results"]}
-     == {"optax.adam", "ftrl_adam", "ftrl_adam box",
-         "ftrl_adam + monitor (4096 coords)"}),
+     == {"optax.adam", "ftrl_adam", "ftrl_adam box", "+ ema_params",
+         "+ monitor (4096 coords)"}
+     and [t["tree"] for t in d["table"]] == [
+         "model small: 33 leaves, 0.26M", "array: 3 leaves, 0.0041M"]
+     and len(d["table"][0]["monitor / ftrl_adam"]["rounds"]) == 2),
     ("grid", ["--cells", "16", "--T", "20", "--workloads", "switch:1",
               "gaussian:2", "--repeats", "1"],
      lambda d: {r["path"] for r in d["results"]} == {

@@ -55,20 +55,22 @@ def test_unwritable_out_is_one_line_naming_the_path(tmp_path, monkeypatch,
 def test_full_disk_is_one_line_and_the_run_resumes(tmp_path, monkeypatch,
                                                     capsys):
   out = tmp_path / "full"
-  from ftrl_adam.lab.engine import _folder as _grid_io
-  real = _grid_io.atomic_save_npz
+  from ftrl_adam import _store
+  real = _store.atomic_write
 
-  def full(path, arrays):
-    raise OSError(errno.ENOSPC, "No space left on device", path)
+  def full(path, data):          # the disk fills up at the first chunk
+    if os.path.basename(path).startswith("chunk_"):
+      raise OSError(errno.ENOSPC, "No space left on device", path)
+    return real(path, data)
 
-  monkeypatch.setattr(_grid_io, "atomic_save_npz", full)
+  monkeypatch.setattr(_store, "atomic_write", full)
   assert cli.main([*TINY, "--out", str(out)]) == 2
   line = _one_line(capsys.readouterr().err)
   assert "the disk is full" in line and "--out" in line
   run = json.loads((out / "run.json").read_text())
   assert run["status"] == "interrupted"
   assert not (out / "results.csv").exists()        # nothing half-written
-  monkeypatch.setattr(_grid_io, "atomic_save_npz", real)
+  monkeypatch.setattr(_store, "atomic_write", real)
   assert cli.main([*TINY, "--out", str(out)]) == 0  # the same command goes on
   assert json.loads((out / "run.json").read_text())["status"] == "complete"
 

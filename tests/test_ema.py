@@ -205,17 +205,6 @@ def test_vmap_over_decay_equals_scalar_runs():
   assert not np.allclose(batched[1], batched[3])
 
 
-def test_inject_hyperparams_gives_the_same_ema():
-  x0, ps, us = _random_run(seed=5, steps=10)
-  plain, _ = _drive(fa.ema_params(0.9), x0, ps, us)
-  injected_tx = optax.inject_hyperparams(fa.ema_params)(decay=0.9)
-  injected, state = _drive(injected_tx, x0, ps, us)
-  for a, b in zip(plain, injected, strict=False):
-    for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False):
-      np.testing.assert_array_equal(la, lb)
-  assert "hyperparams" in state._fields   # really injected
-
-
 def test_bf16_params_keep_float32_ema_and_stable_state_dtypes():
   x0, ps, us = _random_run(seed=7, steps=6, dtype=jnp.bfloat16)
   tx = fa.ema_params(0.9)
@@ -232,21 +221,6 @@ def test_bf16_params_keep_float32_ema_and_stable_state_dtypes():
                              rtol=2e-5, atol=2e-6)
   low = fa.ema_params(0.9, ema_dtype=jnp.bfloat16).init(x0)
   assert all(v.dtype == jnp.bfloat16 for v in jax.tree.leaves(low.ema))
-
-
-def test_none_leaves_abstract_init_extra_args_and_jit():
-  params = {"w": jnp.ones(3), "frozen": None}
-  tx = fa.ema_params(0.9)
-  abstract = jax.eval_shape(tx.init, params)
-  assert abstract.ema["w"].shape == (3,) and abstract.ema["frozen"] is None
-  state = tx.init(params)
-  update = jax.jit(tx.update)
-  u = {"w": jnp.full(3, 0.5), "frozen": None}
-  out, state = update(u, state, params, some_extra_arg=1.0)
-  out, state = update(u, state, params, some_extra_arg=2.0)
-  assert update._cache_size() == 1
-  assert out["frozen"] is None and state.ema["frozen"] is None
-  np.testing.assert_allclose(fa.ema_params_of(state)["w"], 1.5)
 
 
 def test_bf16_params_under_jit_average_the_rounded_params():

@@ -71,6 +71,7 @@ def test_a_resumed_run_continues_the_recording(tmp_path):
   rec = fa.RegretRecorder(tmp_path, max_rounds=100)
   _, _, states = _train(tx, grads[:22], rec)      # crashes after step 22
   assert rec.rounds == 20
+  rec.close()              # the crashed process's lock is gone
   # Restart from the checkpoint of step 18, with a new recorder on the folder:
   # rounds 19-20 are recomputed (skipped), 21 on are appended.
   state, params = states[18]
@@ -89,6 +90,7 @@ def test_the_recording_is_bounded(tmp_path):
                                        "refused"):
     _train(_monitor(), grads, rec)
   assert fa.recorded_gradients(tmp_path).shape == (10, 10)
+  rec.close()
   with pytest.raises(ValueError, match="below the 10 rounds"):
     fa.RegretRecorder(tmp_path, max_rounds=5)
   with pytest.raises(ValueError, match="`max_rounds`"):
@@ -107,6 +109,7 @@ def test_lost_rounds_other_coordinates_and_foreign_folders_are_refused(
     fa.RegretRecorder(tmp_path / "late", max_rounds=100).update(state)
   rec = fa.RegretRecorder(tmp_path / "sub", max_rounds=100)
   _train(_monitor(coords=5, seed=0), grads, rec)
+  rec.close()
   other = fa.RegretRecorder(tmp_path / "sub", max_rounds=100)
   with pytest.raises(ValueError, match="other coordinates"):
     _train(_monitor(coords=5, seed=1), grads[:4] * 3, other)

@@ -32,12 +32,18 @@ The results folder::
       *.png             the figures
       grid_<part>/      the engine's manifest and chunk files
 
-``run.json`` is written first (``"status": "running"``), then at the end
-(``"complete"``, with the wall time of this call and the compute time summed
-over every call that contributed chunks); an interrupted call leaves
-``"interrupted"`` and the finished chunks.  A folder of another experiment or
-configuration is refused (:class:`ftrl_adam.grid.ResultsFolderError`), never
-mixed.  Calling again on a complete folder computes nothing and, unless
+The run holds the folder's lock (``out_dir/.lock``, ``ftrl_adam._store``)
+from before anything is written or deleted until it returns; a second run on
+the folder is refused with one line naming the holder's pid, and the OS
+releases the lock of a process that dies.  ``run.json`` is written first
+(``"status": "running"`` and the pid), then at the end (``"complete"``, with
+the wall time of this call and the compute time summed over every call that
+contributed chunks); an interrupted call leaves ``"interrupted"`` and the
+finished chunks.  A run killed (or stopped by a full disk) leaves
+``"running"`` with no process holding the folder: :func:`run_status` tells
+it from a live run, and the next call resumes it and says so.  A folder of
+another experiment or configuration is refused
+(:class:`ftrl_adam.grid.ResultsFolderError`), never mixed.  Calling again on a complete folder computes nothing and, unless
 ``redraw``, draws only the figures that are missing.
 """
 
@@ -55,6 +61,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 
+from ftrl_adam import _store
 from ftrl_adam.lab import engine
 from ftrl_adam.lab.engine import _folder
 from ftrl_adam.lab.engine import devices as _devices
@@ -69,9 +76,11 @@ from ftrl_adam.lab.protocol import format_bytes
 RUN_JSON = "run.json"
 CSV_NAME = "results.csv"
 SUMMARY_NAME = "summary.txt"
+# 4: the folders on ftrl_adam._store (a writer lock, chunks bound to their
+#    role and SHA-256: the engine's results format 3), run.json's pid;
 # 3: figures listed in run.json; the engine's fingerprints hold the device
-# count (results format 3).
-FORMAT_VERSION = 3
+#    count.
+FORMAT_VERSION = 4
 
 # Host memory a results table may take, as a fraction of what is available.
 _HOST_FRACTION = 0.5
@@ -100,17 +109,6 @@ def check_size(size: Size) -> None:
 # The results folder.
 # ----------------------------------------------------------------------------
 
-def _is_engine_folder(path: str) -> bool:
-  names = os.listdir(path)
-  return bool(names) and len(_folder.engine_files(names)) == len(names)
-
-
-def _own_file(spec: Experiment, name: str) -> bool:
-  extra = tuple(f"{k}.csv" for k in spec.EXTRA_TABLES)
-  return (name in (RUN_JSON, CSV_NAME, SUMMARY_NAME) + extra
-          or (name.endswith(".png") and name.startswith(spec.FIGURE_PREFIXES)))
-
-
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
   keys = sorted(set(old) | set(new))
   return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
@@ -128,19 +126,18 @@ def _own_file(spec: Any, name: str) -> bool:
           or (name.endswith(".png") and name.startswith(spec.FIGURE_PREFIXES)))
 
 
-def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
-                 overwrite: bool) -> None:
-  """Accepts a new/empty folder or this run's folder; refuses anything else."""
+def _check_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
+                   overwrite: bool) -> Optional[dict]:
+  """Refuses a folder that is not this experiment's (reads only); returns
+  its run.json (None for a new or empty folder)."""
   what = spec.WHAT
-  hint = (f"Pick a new (or empty) out_dir, or pass overwrite=True to discard "
-          f"the results in {out_dir!r}.")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise ResultsFolderError(
         f"out_dir {out_dir!r} exists and is not a folder. Pick another out_dir.")
-  os.makedirs(out_dir, exist_ok=True)
-  names = sorted(os.listdir(out_dir))
+  names = sorted(n for n in os.listdir(out_dir) if not n.startswith(".")) if (
+      os.path.isdir(out_dir)) else []
   if not names:
-    return
+    return None
   path = os.path.join(out_dir, RUN_JSON)
   if RUN_JSON not in names:
     shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
@@ -155,7 +152,7 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     raise ResultsFolderError(
         f"{path!r} is unreadable ({type(e).__name__}: {e}): {out_dir!r} is "
         f"damaged or not a {what} results folder. Pick a new (or empty) "
-        f"out_dir.") from e
+        f"out_dir.") from None
   if not isinstance(old, dict) or old.get("format") != spec.FORMAT:
     raise ResultsFolderError(
         f"{path!r} is not the run.json of a {what} ({spec.FORMAT!r}), so "
@@ -165,30 +162,85 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
     raise ResultsFolderError(
         f"{out_dir!r} was written by a newer ftrl_adam (format "
         f"{old.get('format_version')}). Upgrade or pick a new out_dir.")
+  hint = (f"Pick a new (or empty) out_dir, or pass overwrite=True to discard "
+          f"the results in {out_dir!r}.")
   if old.get("format_version", 0) < FORMAT_VERSION and not overwrite:
     raise ResultsFolderError(
         f"{out_dir!r} was written by an earlier ftrl_adam (results format "
         f"{old.get('format_version')}; this version writes format "
-        f"{FORMAT_VERSION}, whose fingerprints also hold the device count): "
-        f"its chunks cannot be trusted to match this version's, so it is not "
-        f"resumed. " + hint)
+        f"{FORMAT_VERSION}, whose chunks carry content digests and whose "
+        f"fingerprints hold the device count): its chunks cannot be verified, "
+        f"so it is not resumed. " + hint)
   new = json.loads(_folder.canonical_json(dict(config)))
-  if old.get("config") == new and old.get(
-      "format_version") == FORMAT_VERSION and not overwrite:
-    return                                             # a resume
-  if not overwrite:
+  if not overwrite and (old.get("config") != new
+                        or old.get("format_version") != FORMAT_VERSION):
     changes = _changed(old.get("config") or {}, new) or (
         f"format_version: {old.get('format_version')!r} -> {FORMAT_VERSION}")
     raise ResultsFolderError(
         f"{out_dir!r} holds the results of a different {what} (changed: "
         f"{changes}); they are never mixed. " + hint)
-  for n in names:                                      # overwrite: our files
+  return old
+
+
+def _clear(spec: Any, out_dir: str) -> None:
+  """overwrite: deletes the experiment's own files and engine folders."""
+  for n in sorted(os.listdir(out_dir)):
     p = os.path.join(out_dir, n)
+    if n.startswith("grid_") and os.path.islink(p):
+      raise ResultsFolderError(
+          f"{p!r} is a symbolic link, not a folder the {spec.WHAT} wrote, so "
+          "overwrite=True does not delete it: remove the link yourself, or "
+          "pick a new (or empty) out_dir.")
     if os.path.isfile(p) and _own_file(spec, n):
       os.remove(p)
-    elif (os.path.isdir(p) and n.startswith("grid_")
-          and _is_engine_folder(p)):
+    elif os.path.isdir(p) and n.startswith("grid_") and _is_engine_folder(p):
       shutil.rmtree(p)
+
+
+def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
+                 overwrite: bool) -> tuple[_store.FolderLock, Optional[dict]]:
+  """Takes ``out_dir`` for this run: its lock (held by the returned lock
+  until released), then accepts a new/empty folder or this run's folder
+  (with ``overwrite``, after deleting this experiment's own files), and
+  refuses anything else.  Returns the lock and the old run.json (or None).
+
+  Raises:
+    ftrl_adam.grid.ResultsFolderError: a folder that is not this run's, or
+      one another live run holds (the message names its pid).
+  """
+  try:
+    lock = _store.FolderLock(
+        out_dir, f"{spec.WHAT} results folder",
+        check=lambda: _check_out_dir(spec, out_dir, config, overwrite))
+  except _store.StoreError as e:
+    raise e if isinstance(e, ResultsFolderError) else ResultsFolderError(
+        str(e)) from None
+  try:
+    old = _check_out_dir(spec, out_dir, config, overwrite)
+    if overwrite and old is not None:
+      _clear(spec, out_dir)
+  except BaseException:
+    lock.release()
+    raise
+  return lock, old
+
+
+def run_status(out_dir: str | os.PathLike) -> str:
+  """How the run in ``out_dir`` stands, from its run.json and its lock.
+
+  Returns:
+    ``"complete"``, ``"interrupted"`` (stopped by an error or Ctrl-C, with
+    its finished chunks kept), ``"running (pid N)"`` (a live process holds
+    the folder), ``"stopped without finishing"`` (run.json says running but
+    no process holds the folder: killed, or its disk full), or
+    ``"no run"``.
+  """
+  out = os.fspath(out_dir)
+  status = _read_run_json(out).get("status")
+  if status != "running":
+    return status or "no run"
+  pid = _store.holder(out)
+  return "stopped without finishing" if pid is None else f"running (pid {pid})"
 
 
 def _write_run_json(spec: Experiment, path: str, config: Mapping[str, Any],
@@ -312,19 +364,52 @@ def run_experiment(
     print(f"{spec.WHAT}: {size.describe()}", file=sys.stderr, flush=True)
   out = None if out_dir is None else os.fspath(out_dir)
   config = {**spec.config(), "reproducible": reproducible}
-  old_figures = []
+  old_figures, lock, previous = [], None, {}
   if out is not None:
     error = None
     if writer:
       try:
-        open_out_dir(spec, out, config, overwrite)
+        lock, old = open_out_dir(spec, out, config, overwrite)
         old_figures = _read_run_json(out).get("figures") or []
+        previous = _previous(spec, out, None if overwrite else old, progress)
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
-                        status="running")
+                        status="running", pid=os.getpid(), **previous)
       except (ResultsFolderError, OSError) as e:
         error = e
+        if lock is not None:
+          lock.release()
     _devices.agree(error, "it refused the results folder")
+  try:
+    return _run(spec, out, config, size, old_figures, previous,
+                progress=progress, overwrite=overwrite, plots=plots,
+                redraw=redraw, reproducible=reproducible, on_chunk=on_chunk)
+  finally:
+    if lock is not None:
+      lock.release()
 
+
+def _previous(spec: Experiment, out: str, old: Optional[dict],
+              progress: bool) -> dict[str, str]:
+  """What run.json says of the run before this one, when it did not finish."""
+  if not old or old.get("status") not in ("running", "interrupted"):
+    return {}
+  # This process holds the folder now, so a run.json still "running" was
+  # left by a run that died (killed, or its disk full) before saying so.
+  how = ("stopped without finishing (killed, or its disk full)"
+         if old["status"] == "running" else "interrupted")
+  if progress:
+    print(f"{spec.WHAT}: resuming {out}: the previous run {how}.",
+          file=sys.stderr, flush=True)
+  return {"previous_run": how}
+
+
+def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
+         size: Size, old_figures: Sequence[str], previous: Mapping[str, str],
+         *, progress: bool,
+         overwrite: bool, plots: bool, redraw: bool, reproducible: bool,
+         on_chunk: Optional[Callable[[engine.ChunkInfo], None]]) -> Result:
+  """The run after the folder is taken: parts, tables, files, figures."""
+  writer = jax.process_index() == 0
   t_start = time.perf_counter()
   options = engine.compiler_options() if reproducible else \
       engine.fast_compiler_options()
@@ -350,14 +435,15 @@ def run_experiment(
                   seconds=seconds, files={}, computed=computed)
   result = dataclasses.replace(result, text=spec.format_summary(result))
   if out is not None and writer:
-    _write_results(spec, result, out, config, size)
+    _write_results(spec, result, out, config, size, previous)
     if plots:
       _draw(spec, result, out, redraw or computed > 0, old_figures)
   return result
 
 
 def _write_results(spec: Experiment, result: Result, out: str,
-                   config: Mapping[str, Any], size: Size) -> None:
+                   config: Mapping[str, Any], size: Size,
+                   previous: Mapping[str, str]) -> None:
   """results.csv, the extra tables, summary.txt and run.json (complete)."""
   files = result.files
   files["csv"] = os.path.join(out, CSV_NAME)
@@ -367,14 +453,14 @@ def _write_results(spec: Experiment, result: Result, out: str,
     files[name] = os.path.join(out, f"{name}.csv")
     engine.write_csv(t, files[name])
   files["summary"] = os.path.join(out, SUMMARY_NAME)
-  _folder.atomic_write_text(files["summary"], result.text + "\n")
+  _store.atomic_write_text(files["summary"], result.text + "\n")
   files["json"] = os.path.join(out, RUN_JSON)
   figures = [f"{h.name}.png" for h in spec.figures(result)]
   _write_run_json(
       spec, files["json"], config, status="complete",
       size=dataclasses.asdict(size), seconds=result.seconds,
       files=sorted(os.path.basename(v) for v in files.values()),
-      figures=figures, summary=result.summary)
+      figures=figures, summary=result.summary, **previous)
 
 
 def _draw(spec: Experiment, result: Result, out: str, everything: bool,

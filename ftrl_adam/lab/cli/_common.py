@@ -191,8 +191,10 @@ def _os_message(e: OSError, out: Optional[str]) -> str:
     why = "the disk is full"
   elif isinstance(e, PermissionError):
     why = "permission denied"
-  else:
-    why = e.strerror or type(e).__name__
+  elif e.errno == errno.EROFS:
+    why = "the file system is read-only"
+  else:    # an OSError without errno (e.g. shutil's) says what in its text
+    why = e.strerror or str(e) or type(e).__name__
   return (f"cannot write {path!r}: {why}. Choose another --out (finished "
           f"chunks already written are kept and resumed).")
 

@@ -1,18 +1,29 @@
-"""Results folders, fingerprints, atomic writes and progress of the grid engine (private).
+"""Results folders and fingerprints of the grid engine (private).
 
 A *results folder* is what :func:`ftrl_adam.grid.run_grid` writes under
-``out_dir``::
+``out_dir``, one of the package's self-verifying folders
+(``ftrl_adam._store``; DESIGN.md, "Folders you can trust")::
 
     out_dir/
-      manifest.json         written first, atomically: format, fingerprint, layout
-      chunk_000000.npz      one per finished chunk, written atomically
-      chunk_000001.npz      (results of the chunk's cells + its range + fingerprint)
+      .lock                 the running writer's lock (one run at a time)
+      manifest.json         format, fingerprint, layout and, per finished
+                            chunk, its file, role (index, cells) and SHA-256
+      chunk_000000.npz      one per finished chunk: its cells' results and
+      chunk_000001.npz      compute seconds (and its role, again)
       ...                   other files (a CSV, a JSON, PNGs) are tolerated
 
-Every file is written to a hidden temporary name in the same folder, flushed,
-``fsync``-ed and moved into place with ``os.replace``, so a reader sees either
-the old file, or the whole new one, never a half-written one.  A crash can
-leave a hidden ``.chunk_*.tmp-*`` file behind; it is deleted on the next run.
+:class:`ResultsFolder` takes the folder's lock before anything is read,
+written or cleaned (a second run on the folder is refused with one line
+naming the holder's pid, and its start-up never touches the first run's
+files), then accepts a new folder, this run's folder (a resume) or, with
+``overwrite``, one of its own kind to start afresh, and refuses anything
+else.  A chunk is written atomically, then the manifest that lists it; on a
+resume every listed chunk is checked (name, role, SHA-256, arrays), so a
+chunk swapped, rewritten with other well-formed values, truncated or
+bit-flipped is refused with one line naming it; a chunk the manifest does
+not list (written by a run killed before its manifest) is deleted and
+computed again, and so is a listed chunk whose file was deleted (results are
+recomputed, never guessed).
 
 Nothing here imports JAX: the module is plain NumPy, JSON and ``os``.
 """
@@ -23,22 +34,22 @@ import hashlib
 import json
 import os
 import re
-import zipfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ftrl_adam import _store
+
 FORMAT = "ftrl_adam.grid"
-FORMAT_VERSION = 2  # 2: chunk files carry their compute seconds
-MANIFEST = "manifest.json"
+FORMAT_VERSION = 3  # 3: chunk digests in the manifest, a writer lock;
+                    # 2: chunk files carry their compute seconds
+MANIFEST = _store.MANIFEST
 _CHUNK_RE = re.compile(r"^chunk_(\d+)\.npz$")
-_TMP_RE = re.compile(r"^\.(chunk_\d+\.npz|manifest\.json)\.tmp-.*$")
-_START, _STOP, _FPR, _SECONDS = ("__start__", "__stop__", "__fingerprint__",
-                                 "__seconds__")
-RESERVED = (_START, _STOP, _FPR, _SECONDS)
+_SECONDS = "__seconds__"
+_WHAT = "grid results folder"
 
 
-class ResultsFolderError(ValueError):
+class ResultsFolderError(_store.StoreError):
   """An ``out_dir`` that the grid engine refuses to read from or write to."""
 
 
@@ -82,94 +93,18 @@ def fingerprint(parts: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------
-# Atomic writes.
-# ----------------------------------------------------------------------------
-
-def _tmp_path(path: str) -> str:
-  folder, name = os.path.split(path)
-  return os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-
-
-def _fsync_dir(folder: str) -> None:
-  try:
-    fd = os.open(folder, os.O_RDONLY)
-  except OSError:  # pragma: no cover - e.g. Windows
-    return
-  try:
-    os.fsync(fd)
-  except OSError:  # pragma: no cover
-    pass
-  finally:
-    os.close(fd)
-
-
-def _atomic(path: str, write) -> None:
-  tmp = _tmp_path(path)
-  try:
-    with open(tmp, "wb") as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-  _fsync_dir(os.path.dirname(path) or ".")
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-  """Writes ``data`` to ``path`` through a temporary file and ``os.replace``."""
-  _atomic(path, lambda f: f.write(data))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-  atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-  """``np.savez`` to ``path`` atomically (the name is used as given)."""
-  _atomic(path, lambda f: np.savez(f, **arrays))
-
-
-# ----------------------------------------------------------------------------
 # The results folder.
 # ----------------------------------------------------------------------------
 
-def _fix_hint(folder: str) -> str:
-  return (f"Pick a new (or empty) out_dir, or pass overwrite=True to delete the "
-          f"results in {folder!r} and start again.")
-
-
-def _read_manifest(folder: str) -> dict:
-  path = os.path.join(folder, MANIFEST)
-  try:
-    with open(path, "r", encoding="utf-8") as f:
-      manifest = json.load(f)
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ResultsFolderError(
-        f"{path!r} is unreadable ({type(e).__name__}: {e}); {folder!r} is not "
-        f"a grid results folder or it is damaged. Pick a new (or empty) "
-        f"out_dir; the engine does not delete files it cannot identify as its "
-        f"own.") from e
-  if (not isinstance(manifest, dict) or manifest.get("format") != FORMAT
-      or not isinstance(manifest.get("fingerprint"), str)
-      or not isinstance(manifest.get("format_version"), int)):
-    raise ResultsFolderError(
-        f"{path!r} is not a manifest of {FORMAT!r} results, so {folder!r} is "
-        f"not a grid results folder. Pick a new (or empty) out_dir; the engine "
-        f"does not delete files it cannot identify as its own.")
-  if manifest["format_version"] > FORMAT_VERSION:
-    raise ResultsFolderError(
-        f"{folder!r} was written by a newer ftrl_adam (results format "
-        f"{manifest['format_version']} > {FORMAT_VERSION}). Upgrade ftrl_adam "
-        f"or pick a new out_dir.")
-  return manifest
+def _fix_hint() -> str:
+  return ("Pick a new (or empty) out_dir, or pass overwrite=True to delete "
+          "these results and start again.")
 
 
 def engine_files(names: Sequence[str]) -> list[str]:
-  return [n for n in names
-          if n == MANIFEST or _CHUNK_RE.match(n) or _TMP_RE.match(n)]
+  """The names among ``names`` that a results folder's writer owns."""
+  return [n for n in names if n in (MANIFEST, _store.LOCK)
+          or _CHUNK_RE.match(n) or _store.is_temporary(n)]
 
 
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -180,125 +115,190 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
   return ", ".join(changed) if changed else "unknown"
 
 
+def _read_manifest(folder: str) -> dict:
+  """The manifest, its entries checked; errors as :class:`ResultsFolderError`."""
+  try:
+    manifest = _store.read_manifest(folder, FORMAT, _WHAT, "format_version")
+  except _store.StoreError as e:
+    raise ResultsFolderError(
+        f"{e} Pick a new (or empty) out_dir; the engine does not delete files "
+        "it cannot identify as its own.") from None
+  version = manifest["format_version"]
+  if version > FORMAT_VERSION:
+    raise ResultsFolderError(
+        f"{folder!r} was written by a newer ftrl_adam (results format "
+        f"{version} > {FORMAT_VERSION}). Upgrade ftrl_adam or pick a new "
+        "out_dir.")
+  return manifest
+
+
+class ResultsFolder:
+  """A results folder this run writes: its lock held, its manifest in hand.
+
+  Made by :func:`open_folder`; :meth:`close` releases the lock (the OS
+  releases it if the process dies).
+  """
+
+  def __init__(self, folder: str, manifest: Mapping[str, Any], *,
+               overwrite: bool):
+    self.folder = os.fspath(folder)
+    try:
+      self._lock = _store.FolderLock(self.folder, _WHAT,
+                                     check=self._refuse_foreign)
+    except _store.StoreError as e:
+      raise ResultsFolderError(str(e)) from None
+    try:
+      self._manifest = self._open(dict(manifest), overwrite)
+    except BaseException:
+      self._lock.release()
+      raise
+    self._entries = {e["role"]["index"]: e for e in self._manifest["files"]}
+
+  def close(self) -> None:
+    """Releases the folder (idempotent)."""
+    self._lock.release()
+
+  def _fresh(self, manifest: dict) -> dict:
+    manifest["files"] = []
+    _store.write_manifest(self.folder, manifest)
+    return manifest
+
+  def _refuse_foreign(self) -> list[str]:
+    names = sorted(n for n in os.listdir(self.folder) if not n.startswith("."))
+    if names and MANIFEST not in names:
+      shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+      raise ResultsFolderError(
+          f"{self.folder!r} is not a grid results folder: it holds files "
+          f"({shown}) but no {MANIFEST}. Pick a new (or empty) out_dir; the "
+          f"engine does not delete files it did not write.")
+    return names
+
+  def _open(self, manifest: dict, overwrite: bool) -> dict:
+    names = self._refuse_foreign()
+    if MANIFEST not in names:
+      return self._fresh(manifest)
+    old = _read_manifest(self.folder)
+    if overwrite:
+      for n in engine_files(names):
+        os.remove(os.path.join(self.folder, n))
+      return self._fresh(manifest)
+    where = f"{self.folder!r}"
+    if old["format_version"] < FORMAT_VERSION:
+      raise ResultsFolderError(
+          f"{where} was written by an earlier ftrl_adam (results format "
+          f"{old['format_version']}, chunks without content digests): it "
+          f"cannot be verified, so it is not resumed. " + _fix_hint())
+    if old["fingerprint"] != manifest["fingerprint"]:
+      raise ResultsFolderError(
+          f"{where} holds results of a different run (fingerprint "
+          f"{old['fingerprint'][:12]}... != {manifest['fingerprint'][:12]}...; "
+          f"changed: {_changes(old, manifest)}); they are never mixed with "
+          f"this run's. " + _fix_hint())
+    if old.get("chunk_size") != manifest["chunk_size"]:
+      raise ResultsFolderError(
+          f"{where} holds results of this run in chunks of "
+          f"{old.get('chunk_size')} cells, not {manifest['chunk_size']}: give "
+          f"`chunk_size` {old.get('chunk_size')} to resume them. " + _fix_hint())
+    self._check_chunks(old, names)
+    # A listed chunk whose file was deleted is computed again.
+    old["files"] = [e for e in old["files"] if e["file"] in names]
+    return old
+
+  def _check_chunks(self, old: dict, names: Sequence[str]) -> None:
+    """Listed chunks: one per index of this run.  Unlisted chunk files of
+    this run's indices are a killed run's (written before the manifest):
+    deleted.  Any other chunk file is refused."""
+    seen = set()
+    for e in old["files"]:
+      i = e["role"].get("index")
+      if (isinstance(i, bool) or not isinstance(i, int) or i in seen
+          or not 0 <= i < old["n_chunks"]):
+        raise ResultsFolderError(
+            f"the manifest of {self.folder!r} lists {e['file']!r} as chunk "
+            f"{i!r}, not a new chunk of this run's {old['n_chunks']}: the "
+            "folder is damaged. " + _fix_hint())
+      seen.add(i)
+    listed = {e["file"] for e in old["files"]}
+    for n in names:
+      m = _CHUNK_RE.match(n)
+      if not m or n in listed:
+        continue
+      path = os.path.join(self.folder, n)
+      if n != chunk_name(int(m.group(1))) or int(m.group(1)) >= old["n_chunks"]:
+        raise ResultsFolderError(
+            f"{path!r} is not a chunk of this run (it has {old['n_chunks']} "
+            f"chunks). Delete the file or pick a new out_dir.")
+      os.remove(path)
+
+  def finished(self) -> list[int]:
+    """The indices of the chunks the manifest lists, in order."""
+    return sorted(self._entries)
+
+  def load_chunk(self, index: int, start: int, stop: int,
+                 outputs: Mapping[str, tuple[tuple[int, ...], np.dtype]]
+                 ) -> tuple[dict[str, np.ndarray], float]:
+    """One listed chunk, checked: (results, compute seconds).
+
+    Raises:
+      ResultsFolderError: the chunk does not check out (one line naming it).
+    """
+    try:
+      arrays = _store.load_arrays(
+          self.folder, self._entries[index], name=chunk_name(index),
+          role=self._role(index, start, stop),
+          keys=[*outputs, _SECONDS], what=_WHAT)
+    except _store.StoreError as e:
+      raise ResultsFolderError(
+          f"{e} Delete it to recompute that chunk, or pick a new out_dir."
+          ) from None
+    out = {}
+    for name, (shape, dtype) in outputs.items():
+      a, want = arrays[name], (stop - start,) + tuple(shape)
+      if a.shape != want or a.dtype != np.dtype(dtype):
+        raise ResultsFolderError(
+            f"chunk file {os.path.join(self.folder, chunk_name(index))!r} "
+            f"holds {name!r} as {a.dtype}{list(a.shape)}, expected "
+            f"{np.dtype(dtype)}{list(want)}. Delete it to recompute that "
+            "chunk, or pick a new out_dir.")
+      out[name] = a
+    return out, float(arrays[_SECONDS])
+
+  @staticmethod
+  def _role(index: int, start: int, stop: int) -> dict:
+    # The run's fingerprint is the manifest's; the digest binds the file to it.
+    return {"index": index, "start": int(start), "stop": int(stop)}
+
+  def save_chunk(self, index: int, start: int, stop: int,
+                 results: Mapping[str, np.ndarray], seconds: float = 0.0
+                 ) -> str:
+    """Writes one finished chunk, then the manifest that lists it."""
+    arrays = {**results, _SECONDS: np.float64(seconds)}
+    entry = _store.save_arrays(self.folder, chunk_name(index), arrays,
+                               self._role(index, start, stop))
+    manifest = dict(self._manifest, files=[
+        *(e for e in self._manifest["files"] if e["role"]["index"] != index),
+        entry])
+    _store.write_manifest(self.folder, manifest)
+    self._manifest = manifest
+    self._entries[index] = entry
+    return os.path.join(self.folder, entry["file"])
+
+
 def open_folder(folder: str, manifest: Mapping[str, Any], *,
-                overwrite: bool) -> None:
-  """Makes ``folder`` a results folder for ``manifest``, or refuses.
+                overwrite: bool) -> ResultsFolder:
+  """Takes ``folder`` for this run (its lock) and makes it a results folder
+  for ``manifest``, or refuses.
 
   * missing or empty folder: created, manifest written;
   * folder with ``manifest.json`` of the same fingerprint and chunk size: kept
-    (a resume); leftover temporary files are deleted;
-  * another fingerprint, or the same with another ``chunk_size``: refused;
+    (a resume); a chunk file the manifest does not list is deleted, a chunk
+    it lists but whose file was deleted is computed again;
+  * another fingerprint, the same with another ``chunk_size``, or a folder
+    of an earlier results format (its chunks cannot be verified): refused;
   * ``overwrite=True`` and a readable manifest: the engine's own files (the
     manifest, chunk files) are deleted and the run starts afresh; other files
     are kept;
-  * files but no readable manifest: refused, whatever ``overwrite`` says.
+  * files but no readable manifest: refused, whatever ``overwrite`` says;
+  * another live run holds the folder: refused, naming its pid.
   """
-  folder = os.fspath(folder)
-  if os.path.exists(folder) and not os.path.isdir(folder):
-    raise ResultsFolderError(
-        f"out_dir {folder!r} exists and is not a folder. Pick another out_dir.")
-  os.makedirs(folder, exist_ok=True)
-  names = sorted(os.listdir(folder))
-  for n in names:  # debris of an interrupted write
-    if _TMP_RE.match(n):
-      os.remove(os.path.join(folder, n))
-  names = [n for n in names if not _TMP_RE.match(n)]
-
-  if MANIFEST not in names:
-    if names:
-      shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-      raise ResultsFolderError(
-          f"out_dir {folder!r} is not a grid results folder: it holds files "
-          f"({shown}) but no {MANIFEST}. Pick a new (or empty) out_dir; the "
-          f"engine does not delete files it did not write.")
-    _write_manifest(folder, manifest)
-    return
-
-  old = _read_manifest(folder)
-  if overwrite:
-    for n in engine_files(names):
-      os.remove(os.path.join(folder, n))
-    _write_manifest(folder, manifest)
-    return
-  if old["fingerprint"] != manifest["fingerprint"]:
-    raise ResultsFolderError(
-        f"{folder!r} holds results of a different run (fingerprint "
-        f"{old['fingerprint'][:12]}... != {manifest['fingerprint'][:12]}...; "
-        f"changed: {_changes(old, manifest)}); they are never mixed with "
-        f"this run's. " + _fix_hint(folder))
-  if old.get("chunk_size") != manifest["chunk_size"]:
-    raise ResultsFolderError(
-        f"{folder!r} holds results of this run written with chunk_size="
-        f"{old.get('chunk_size')}, not {manifest['chunk_size']}. Pass "
-        f"chunk_size={old.get('chunk_size')} to resume it. " + _fix_hint(folder))
-  # A resume: every chunk file must be one of this run's.
-  for n in names:
-    m = _CHUNK_RE.match(n)
-    if m and (n != chunk_name(int(m.group(1)))
-              or int(m.group(1)) >= manifest["n_chunks"]):
-      raise ResultsFolderError(
-          f"{os.path.join(folder, n)!r} is not a chunk of this run (it has "
-          f"{manifest['n_chunks']} chunks). Delete the file or pick a new "
-          f"out_dir.")
-
-
-def _write_manifest(folder: str, manifest: Mapping[str, Any]) -> None:
-  text = json.dumps(dict(manifest), indent=2, sort_keys=True,
-                    default=json_default)
-  atomic_write_text(os.path.join(folder, MANIFEST), text + "\n")
-
-
-def finished_chunks(folder: str, n_chunks: int) -> list[int]:
-  return [i for i in range(n_chunks)
-          if os.path.exists(os.path.join(folder, chunk_name(i)))]
-
-
-def save_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
-               results: Mapping[str, np.ndarray], seconds: float = 0.0) -> str:
-  """Writes one finished chunk (with the seconds it took to compute)."""
-  path = os.path.join(folder, chunk_name(index))
-  arrays = dict(results)
-  arrays[_SECONDS] = np.float64(seconds)
-  arrays[_START] = np.int64(start)
-  arrays[_STOP] = np.int64(stop)
-  arrays[_FPR] = np.array(fpr)
-  atomic_save_npz(path, arrays)
-  return path
-
-
-def load_chunk(folder: str, index: int, start: int, stop: int, fpr: str,
-               outputs: Mapping[str, tuple[tuple[int, ...], np.dtype]]
-               ) -> tuple[dict[str, np.ndarray], float]:
-  """Reads and validates one chunk file: (results, compute seconds).
-
-  Raises ResultsFolderError if the file is not a sound chunk of this run.
-  """
-  path = os.path.join(folder, chunk_name(index))
-
-  def bad(why: str) -> ResultsFolderError:
-    return ResultsFolderError(
-        f"chunk file {path!r} is corrupt or not part of this run ({why}). "
-        f"Delete it to recompute that chunk, or pick a new out_dir.")
-
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      arrays = {k: z[k] for k in z.files}  # reading checks every CRC
-  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-    raise bad(f"{type(e).__name__}: {e}") from e
-  expected = set(outputs) | set(RESERVED)
-  if set(arrays) != expected:
-    raise bad(f"it holds {sorted(arrays)}, expected {sorted(expected)}")
-  if str(arrays[_FPR]) != fpr:
-    raise bad("its fingerprint is another run's")
-  if int(arrays[_START]) != start or int(arrays[_STOP]) != stop:
-    raise bad(f"it covers cells [{int(arrays[_START])}, {int(arrays[_STOP])}), "
-              f"expected [{start}, {stop})")
-  out = {}
-  for name, (shape, dtype) in outputs.items():
-    a = arrays[name]
-    want = (stop - start,) + tuple(shape)
-    if a.shape != want or a.dtype != np.dtype(dtype):
-      raise bad(f"{name!r} is {a.dtype}{list(a.shape)}, expected "
-                f"{np.dtype(dtype)}{list(want)}")
-    out[name] = a
-  return out, float(arrays[_SECONDS])
+  return ResultsFolder(folder, manifest, overwrite=overwrite)

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
+from ftrl_adam import _store
 from ftrl_adam.lab.engine import _folder
 from ftrl_adam.lab.engine.tables import n_rows
 
@@ -119,7 +120,7 @@ def write_csv(table: Mapping[str, Any], path: str | os.PathLike, *,
   writer = csv.writer(buf, lineterminator="\n")
   writer.writerow(columns)
   writer.writerows(zip(*texts, strict=False) if columns else [[]] * n)
-  _folder.atomic_write_text(os.fspath(path), buf.getvalue())
+  _store.atomic_write_text(os.fspath(path), buf.getvalue())
   return columns
 
 
@@ -170,7 +171,7 @@ def write_json(path: str | os.PathLike, *,
   payload = _strict_json(payload)
   text = json.dumps(payload, indent=2, allow_nan=False,
                     default=_folder.json_default)
-  _folder.atomic_write_text(os.fspath(path), text + "\n")
+  _store.atomic_write_text(os.fspath(path), text + "\n")
   return payload
 
 

@@ -78,22 +78,25 @@ def _manifest(program: Program, table: Table, n: int, config: Any
 
 def _resume(out_dir: Optional[str], manifest: Optional[Mapping[str, Any]],
             overwrite: bool, lay: Layout, n: int, outputs: Outputs
-            ) -> dict[int, tuple[dict[str, np.ndarray], float]]:
-  """Prepares out_dir on process 0; the finished chunks, on every process."""
+            ) -> tuple[dict[int, tuple[dict[str, np.ndarray], float]],
+                       Optional[_folder.ResultsFolder]]:
+  """Takes out_dir on process 0 (its lock, held by the returned folder until
+  closed); the finished chunks, on every process."""
   if out_dir is None:
-    return {}
-  done, error = {}, None
+    return {}, None
+  done, error, folder = {}, None, None
   if jax.process_index() == 0:
     try:
-      _folder.open_folder(out_dir, manifest, overwrite=overwrite)
-      for i in _folder.finished_chunks(out_dir, lay.n_chunks):
-        done[i] = _folder.load_chunk(out_dir, i, *lay.rows(i, n),
-                                     manifest["fingerprint"], outputs)
+      folder = _folder.open_folder(out_dir, manifest, overwrite=overwrite)
+      for i in folder.finished():
+        done[i] = folder.load_chunk(i, *lay.rows(i, n), outputs)
     except Exception as e:  # pylint: disable=broad-except  # agreed below
       error = e
+      if folder is not None:
+        folder.close()
   _devices.agree(error, f"it refused out_dir {out_dir!r}")
   if jax.process_count() == 1:
-    return done
+    return done, folder
   # Every process runs the chunks process 0 did not find.
   mask = np.zeros(lay.n_chunks, np.int32)
   mask[list(done)] = 1
@@ -107,7 +110,7 @@ def _resume(out_dir: Optional[str], manifest: Optional[Mapping[str, Any]],
   mask, full, secs = _devices.broadcast((mask, full, secs))
   return {i: ({k: v[slice(*lay.rows(i, n))] for k, v in full.items()},
               float(secs[i]))
-          for i in np.flatnonzero(mask).tolist()}
+          for i in np.flatnonzero(mask).tolist()}, folder
 
 
 def _slice(host: np.ndarray, index: Any) -> np.ndarray:
@@ -162,6 +165,7 @@ class _Run:
                     "compile": 0.0, "computed_cells": 0}
     self.chunks_done = self.cells_done = 0
     self._last = 0.0   # when the previous chunk's results reached the host
+    self.folder: Optional[_folder.ResultsFolder] = None   # process 0's
 
   def _store(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]
              ) -> None:
@@ -215,9 +219,8 @@ class _Run:
     self._last = now
     self.seconds["compute"] += secs
     self.seconds["computed_cells"] += stop - start
-    if self.out_dir is not None and jax.process_index() == 0:
-      _folder.save_chunk(self.out_dir, i, start, stop,
-                         self.manifest["fingerprint"], host, secs)
+    if self.folder is not None:
+      self.folder.save_chunk(i, start, stop, host, secs)
     self._store(start, stop, host)
     self.bar.update(chunks_done=self.chunks_done, cells_done=self.cells_done)
     if self.on_chunk is not None:
@@ -359,12 +362,14 @@ def run_grid(
     _folder.canonical_json(config)  # the same error for a bad config either way
   run = _Run(program, n, out_dir, manifest, on_chunk)
   try:
-    done = _resume(out_dir, manifest, overwrite, program.layout, n,
-                   program.outputs)
+    done, run.folder = _resume(out_dir, manifest, overwrite, program.layout, n,
+                               program.outputs)
     run.start(done)
     run.chunks(table, done)
   finally:
     run.bar.close()
+    if run.folder is not None:
+      run.folder.close()
   if timings is not None:
     timings.update(run.seconds)
   return {**table, **dict(sorted(run.results.items()))}

@@ -73,9 +73,9 @@ from ftrl_adam.lab.regret.bounds import minimax_order
 from ftrl_adam.lab.regret.bounds import oblivious_order
 from ftrl_adam.lab.regret.bounds import switch_lengths
 from ftrl_adam.lab.regret.bounds import switch_order
-from ftrl_adam.lab.regret.games import GameResult
-from ftrl_adam.lab.regret.games import Theory
-from ftrl_adam.lab.regret.games import Trajectory
+from ftrl_adam.lab.regret.rounds import GameResult
+from ftrl_adam.lab.regret.rounds import Theory
+from ftrl_adam.lab.regret.rounds import Trajectory
 from ftrl_adam.lab.regret.games import game
 from ftrl_adam.lab.regret.games import play
 from ftrl_adam.lab.regret.games import raise_if_nonfinite

@@ -20,13 +20,14 @@ from ftrl_adam.lab.regret import games
 from ftrl_adam.lab.regret import shared
 from ftrl_adam.lab.regret import worst as _worst
 from ftrl_adam.lab.regret.registry import GridAdversary
+from ftrl_adam.lab.regret.rounds import GameResult
 
 # Extra columns of a worst-case search (NaN / -1 in the other adversaries' rows).
 WORST_COLUMNS = ("best_construction", "search_start", "search_gain_last",
                  "search_restarts", "search_steps", "search_sweeps")
 
 
-def _outputs(res: games.GameResult, horizon, T: int, domain: str
+def _outputs(res: GameResult, horizon, T: int, domain: str
              ) -> dict[str, jax.Array]:
   box = domain == "box"
   return {

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ftrl_adam import _checks
-from ftrl_adam import monitor as _monitor
+from ftrl_adam import recording
 from ftrl_adam.lab.regret.adversaries import Adversary
 
 _f32 = jnp.float32
@@ -111,7 +111,7 @@ def replay(path: Union[str, os.PathLike], *, rounds: Optional[int] = None,
     True
   """
   path = os.fspath(path)
-  g = _monitor.recorded_gradients(path)
+  g = recording.recorded_gradients(path)
   length = int(g.shape[0])
   if rounds is not None:
     rounds = _checks.check_positive_int("rounds", rounds)

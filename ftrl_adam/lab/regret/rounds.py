@@ -18,6 +18,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from ftrl_adam import _d3
 from ftrl_adam.lab.regret import bounds
 
 # Rounds whose oblivious gradients are drawn in one call.
@@ -106,9 +107,9 @@ class Acc(NamedTuple):
 
 
 def regrets(loss, sum_grads, radius, axis=-1):
-  box = loss + radius * jnp.sum(jnp.abs(sum_grads), axis=axis)
-  ball = loss + radius * jnp.sqrt(jnp.sum(jnp.square(sum_grads), axis=axis))
-  return box, ball
+  """The sup of the regret over the box and over the ball (:func:`_d3.sup_regret`)."""
+  return (_d3.sup_regret(loss, sum_grads, radius, "box", axis),
+          _d3.sup_regret(loss, sum_grads, radius, "ball", axis))
 
 
 def finish(acc, u, radius, theory, domain, d, trajectory):
@@ -161,9 +162,9 @@ def play_round(learner, theory, carry, g, t, discount, radius, domain, horizon,
   sum_grads = discount * acc.sum_grads + g
   # The running maxima of the regret (track: which comparator sets; a grid
   # reads only its domain's, and each costs a reduction per round).
-  r_box = (loss + radius * jnp.sum(jnp.abs(sum_grads))
+  r_box = (_d3.sup_regret(loss, sum_grads, radius, "box")
            if "box" in track else acc.max_box)
-  r_ball = (loss + radius * jnp.sqrt(jnp.sum(jnp.square(sum_grads)))
+  r_ball = (_d3.sup_regret(loss, sum_grads, radius, "ball")
             if "ball" in track else acc.max_ball)
   if theory is None:
     streams = acc.streams

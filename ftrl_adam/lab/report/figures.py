@@ -33,7 +33,7 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.ticker import NullLocator
 from matplotlib.figure import Figure
 
-from ftrl_adam.lab.engine import _folder as _grid_io
+from ftrl_adam import _store
 from ftrl_adam.lab import engine as grid
 
 __all__ = ("OVERLAYS", "axis_name", "format_value", "heatmap")
@@ -463,7 +463,7 @@ def heatmap(
   if path is not None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    _grid_io.atomic_write_bytes(os.fspath(path), buf.getvalue())
+    _store.atomic_write(os.fspath(path), buf.getvalue())
   return fig
 
 

@@ -40,6 +40,7 @@ from ftrl_adam.lab.cli.bench import _common  # noqa: E402
 from ftrl_adam.lab import engine as grid  # noqa: E402
 from ftrl_adam.lab import regret  # noqa: E402
 from ftrl_adam.lab.regret import bounds  # noqa: E402
+from ftrl_adam.lab.regret import cells as _cells  # noqa: E402
 from ftrl_adam.lab.regret import study  # noqa: E402
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, by jax device_kind, for the
@@ -81,7 +82,7 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
     table = {k: np.tile(v, len(spec.seeds)) for k, v in spec.learners().items()}
     table["seed"] = np.repeat(np.asarray(spec.seeds, np.int32),
                               spec.n_learners)
-    per_cell = study.per_cell_fn(adv, T=T, d=d, domain="box", G=1.0,
+    per_cell = _cells.per_cell_fn(adv, T=T, d=d, domain="box", G=1.0,
                                   kappa=1.0, method="sequential")
 
     def one_game(cell):
