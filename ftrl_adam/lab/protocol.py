@@ -74,6 +74,7 @@ class Size:
     rate: a documented throughput in units per second on this platform, for
       the time estimate (0: unknown).
     too_big_hint: what to change when it does not fit (names the options).
+    note: more words for the size line (e.g. a study's rungs).
   """
 
   cells: int
@@ -83,6 +84,7 @@ class Size:
   chunk_bytes: float
   rate: float
   too_big_hint: str
+  note: str = ""
 
   def describe(self) -> str:
     """One line: cells, work, memory, and a time estimate when known."""
@@ -91,7 +93,8 @@ class Size:
            if self.rate > 0 else "")
     return (f"{self.cells:,} cells, {self.work:.3g} {self.unit}; results table "
             f"{format_bytes(self.host_bytes)} of host memory, "
-            f"{format_bytes(self.chunk_bytes)} per chunk on a device{eta}")
+            f"{format_bytes(self.chunk_bytes)} per chunk on a device{eta}"
+            + (f"; {self.note}" if self.note else ""))
 
 
 @dataclasses.dataclass(frozen=True)

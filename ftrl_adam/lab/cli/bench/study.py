@@ -18,8 +18,20 @@ Both paths use the grid engine's compiler options (reproducible cells; on CPU
 XLA's size-dependent library fusions are off), so they compute the same bits.
 Compile times are reported separately and excluded from the speedup.
 
+With ``--halving`` it measures successive halving against the full grid
+instead (docs/studies.md, "A measured answer"): for each task of
+:data:`HALVING_GRIDS` and each of ``--study-seeds`` disjoint sets of seeds, the
+full study and the halving study (``budget="halving"``, 3 rungs, rate 3),
+reporting the best configuration each finds, the halving one's tuned loss
+relative to the full grid's best (the full grid's value of that
+configuration: the same bits, since a halved run is its unpruned run), and
+the fraction of the full grid's training steps it spent.  Target (DESIGN.md):
+within 2 % with at most 35 % of the compute.
+
 Usage:  python benchmarks/study.py [--tasks digits quadratic] [--ks 16 64 256]
         [--steps N] [--repeats 3] [--measure-max 64]
+        python benchmarks/study.py --halving [--tasks digits charlm]
+        [--study-seeds 3]
 """
 
 from __future__ import annotations
@@ -116,11 +128,112 @@ def _bench_task(name, args):
   return rows, record
 
 
-def main(argv=None) -> int:
+#: The studies the halving benchmark compares (``--halving``): the default
+#: digits study, and a character Transformer sized for 2 CPU cores (a 1-layer
+#: width-32 model, 300 steps; the full grid about 5 minutes there).
+HALVING_GRIDS = {
+    "digits": dict(seeds_per_study=4),
+    "charlm": dict(task_options=dict(d_model=32, n_layers=1, n_heads=2,
+                                     batch_size=16, val_windows=128),
+                   b1="log1m:0.6:0.99375:4", b2="log1m:0.6:0.99375:4",
+                   learning_rates="1e-3,3e-3,1e-2,3e-2", steps=300, eval_every=50,
+                   seeds_per_study=2),
+    "quadratic": dict(task_options=dict(dim=8), b1="0.5,0.9", b2="0.9,0.99",
+                      learning_rates="0.03,0.1", steps=90, eval_every=10,
+                      seeds_per_study=2),
+}
+
+
+def _best(tuned, metric="val_loss"):
+  """(the best configuration of a tuned table, its value)."""
+  values = np.where(np.isfinite(tuned[metric]), tuned[metric], np.inf)
+  i = int(np.argmin(values))
+  config = {k: float(tuned[k][i]) for k in ("b1", "b2")}
+  config["lr"] = float(tuned[f"lr_{metric}"][i])
+  return config, float(values[i])
+
+
+def _halving_task(name, args, rows, records):
+  grid_kw = dict(HALVING_GRIDS[name])
+  per = grid_kw.pop("seeds_per_study")
+  for s in range(args.study_seeds):
+    seeds = list(range(s * per, (s + 1) * per))
+    t0 = time.perf_counter()
+    full = studies.run_study(name, seeds=seeds, progress=False, verbose=False,
+                             plots=False, **grid_kw)
+    t_full = time.perf_counter() - t0
+    for metric in args.metrics:
+      t0 = time.perf_counter()
+      half = studies.run_study(name, seeds=seeds, budget="halving",
+                               metric=metric, progress=False, verbose=False,
+                               plots=False, **grid_kw)
+      t_half = time.perf_counter() - t0
+      best_full, v_full = _best(full.tuned, metric)
+      best_half, v_half = _best(half.tuned, metric)
+      spent = int(np.sum(half.cells["stopped_at"]))
+      fraction = spent / (len(full.cells["seed"]) * full.config["steps"])
+      rows.append([name, metric, ",".join(map(str, seeds)),
+                   _fmt_config(best_full), v_full, _fmt_config(best_half),
+                   v_half, f"{v_half / v_full:.4f}", f"{100 * fraction:.1f}%",
+                   t_full, t_half])
+      records.append(dict(task=name, metric=metric, seeds=seeds,
+                          full_best=best_full, full_best_value=v_full,
+                          halving_best=best_half, halving_best_value=v_half,
+                          ratio=v_half / v_full, compute_fraction=fraction,
+                          full_wall_s=t_full, halving_wall_s=t_half,
+                          settings={k: str(v) for k, v in grid_kw.items()}))
+      print(f"  {name} {metric} seeds {seeds}: halving best / full best = "
+            f"{v_half / v_full:.4f} with {100 * fraction:.1f}% of the "
+            f"compute ({t_full:.0f} s full, {t_half:.0f} s halving)",
+            flush=True)
+
+
+def _fmt_config(config):
+  return " ".join(f"{k}={v:.6g}" for k, v in config.items())
+
+
+def _halving_main(args) -> int:
+  device = _common.device_name()
+  print(f"halving benchmark on {device} ({jax.device_count()} device(s))")
+  rows, records = [], []
+  for name in args.tasks:
+    _halving_task(name, args, rows, records)
+  print()
+  _common.print_table(
+      ["task", "metric", "seeds", "full grid's best", "value",
+       "halving's best", "value", "ratio", "compute", "full s", "halving s"],
+      rows)
+  ratios = {}
+  for r in records:
+    ratios.setdefault((r["task"], r["metric"]), []).append(r)
+  for (name, metric), rs in ratios.items():
+    print(f"{name}, {metric}: mean ratio "
+          f"{np.mean([r['ratio'] for r in rs]):.4f}, "
+          f"mean compute {100 * np.mean([r['compute_fraction'] for r in rs]):.1f}% "
+          f"over {len(rs)} sets of seeds")
+  path = _common.write_json("study_halving", {
+      "benchmark": "benchmarks/study.py --halving", "device_name": device,
+      "results": records})
+  print(f"wrote {path}")
+  return 0
+
+
+def _parser():
   ap = _cli.Parser(prog="ftrl-adam bench study", description=__doc__.splitlines()[0])
-  ap.add_argument("--tasks", nargs="+", default=["digits", "quadratic"],
+  ap.add_argument("--tasks", nargs="+", default=None,
                   choices=tuple(studies.TASKS),
-                  help="built-in tasks to train (default digits quadratic)")
+                  help="built-in tasks to train (default digits quadratic; "
+                       "with --halving digits charlm)")
+  ap.add_argument("--halving", action="store_true",
+                  help="measure successive halving against the full grid "
+                       "instead (HALVING_GRIDS)")
+  ap.add_argument("--metrics", nargs="+", default=["val_loss"],
+                  choices=studies.TUNE_METRICS,
+                  help="with --halving: the metrics halving ranks and tunes "
+                       "on, one halving study each (default val_loss)")
+  ap.add_argument("--study-seeds", type=int, default=3,
+                  help="with --halving: disjoint sets of seeds, one full and "
+                       "one halving study each (default 3)")
   ap.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256],
                   help="numbers K of configurations trained in one program "
                        "(default 16 64 256)")
@@ -132,6 +245,11 @@ def main(argv=None) -> int:
                   help="time at most this many sequential runs per K; "
                        "extrapolate the rest")
   _common.add_out_option(ap)
+  return ap
+
+
+def main(argv=None) -> int:
+  ap = _parser()
   args = ap.parse_args(argv)
   _common.positive_ints(ap, "--ks", args.ks)
   _common.positive_ints(ap, "--repeats", [args.repeats])
@@ -139,6 +257,15 @@ def main(argv=None) -> int:
   if args.steps is not None:
     _common.positive_ints(ap, "--steps", [args.steps])
   _common.set_out(args.out)
+  if args.halving:
+    args.tasks = args.tasks or ["digits", "charlm"]
+    unknown = [t for t in args.tasks if t not in HALVING_GRIDS]
+    if unknown:
+      ap.error(f"--tasks with --halving: one of {', '.join(HALVING_GRIDS)}, "
+               f"got {unknown}")
+    _common.positive_ints(ap, "--study-seeds", [args.study_seeds])
+    return _halving_main(args)
+  args.tasks = args.tasks or ["digits", "quadratic"]
 
   device = _common.device_name()
   print(f"study benchmark on {device} ({jax.device_count()} device(s)); "
