@@ -1,10 +1,4 @@
-"""Run ``ftrl_adam.lab.cli.bench.step`` (same as ``ftrl-adam bench step``); see its docstring."""
-
+"""`ftrl-adam bench step` as a script (see its --help)."""
 import sys
-
-from ftrl_adam import grid
-from ftrl_adam.lab.cli.bench.step import main
-
-if __name__ == "__main__":
-  grid.use_cpu_cores()   # one XLA device per core, as `ftrl-adam bench` does
-  sys.exit(main())
+from ftrl_adam.lab import cli
+sys.exit(cli.run(["bench", "step", *sys.argv[1:]]))

@@ -10,6 +10,7 @@ the very executable a compilation would have made, so no result changes.
 A ``JAX_COMPILATION_CACHE_DIR`` already set is left alone.
 """
 
+import faulthandler
 import os
 import shutil
 import tempfile
@@ -44,6 +45,17 @@ def pytest_unconfigure(config):
 
 
 _CACHE_KEY = pytest.StashKey[str]()
+
+
+@pytest.fixture(autouse=True)
+def _no_test_hangs():
+  """A test still running after 10 minutes is a hang, not a slow test: the
+  tracebacks of every thread are printed and the process ends (xdist reports
+  the test as failed and goes on with a new worker), so a hang can never eat
+  the CI's time."""
+  faulthandler.dump_traceback_later(600, exit=True)
+  yield
+  faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

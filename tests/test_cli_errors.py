@@ -93,10 +93,15 @@ def test_ctrl_c_exits_130_with_how_to_resume(tmp_path, monkeypatch, capsys):
     (["demo", "--b1", "1.5"], "--b1"),
     (["demo", "--lr", "-1"], "--lr"),
     (["demo", "--radius", "-1"], "--radius"),
-    (["bench", "grid", "--cells", "3"], "--cells must be multiples of 16"),
+    (["bench", "grid", "--cells", "3"], "--cells: must be multiples of 16"),
     (["bench", "grid", "--workloads", "gaussian"], "ADVERSARY:D"),
-    (["bench", "study", "--ks", "0"], "--ks must be integers >= 1"),
-    (["bench", "step", "--sizes", "0"], "--sizes must be integers >= 1"),
+    (["bench", "grid", "--workloads", "nope:4"], "unknown adversary 'nope'"),
+    (["bench", "study", "--ks", "0"], "--ks: must be an integer >= 1"),
+    (["bench", "study", "--halving", "--tasks", "rosenbrock"],
+     "--tasks with --halving"),
+    (["bench", "step", "--sizes", "0"], "--sizes: must be an integer >= 1"),
+    (["bench", "step", "--min-time", "-1"], "--min-time: must be >= 0"),
+    (["bench", "step", "--models", "--sizes"], "nothing to time"),
     (["regret", "--b1", "0.9,0.9"], "--b1 has duplicate values"),
     (["regret", "--b1", "0.9,,0.99"], "empty item"),
     (["regret", "--adversaries", "switch,switch"], "duplicate names"),
@@ -117,7 +122,7 @@ def test_help_has_no_argparse_artefacts(capsys):
     text = capsys.readouterr().out
     assert "(default: None)" not in text and "(default: [])" not in text
   # every option of a benchmark has help text
-  for name, helps in (("step", ("parameter counts", "median is")),
+  for name, helps in (("step", ("parameter counts", "the median over rounds")),
                       ("grid", ("games per workload", "median is")),
                       ("study", ("built-in tasks", "numbers K", "median is"))):
     with pytest.raises(SystemExit):
@@ -133,7 +138,8 @@ def test_bench_in_a_checkout_leaves_the_committed_results_alone(
   (repo / "benchmarks" / "results").mkdir(parents=True)
   subprocess.run(["git", "init", "-q", str(repo)], check=True)
   monkeypatch.chdir(repo)
-  assert cli.main(["bench", "step", "--sizes", "1000", "--repeats", "1"]) == 0
+  assert cli.main(["bench", "step", "--models", "--sizes", "1000",
+                   "--repeats", "1", "--rounds", "1", "--min-time", "0"]) == 0
   assert os.listdir(repo / "benchmarks" / "results") == []
   assert len(list((repo / "bench-results").glob("step-*.json"))) == 1
   ignored = open(os.path.join(os.path.dirname(__file__), "..",

@@ -62,6 +62,12 @@ def test_no_parser_takes_an_abbreviation():
   parsers = [parser, *subs[0].choices.values()]
   assert {type(p) for p in parsers} == {_common.Parser}
   assert len(parsers) == 5 and not any(p.allow_abbrev for p in parsers)
+  # The benchmarks' parsers too (a subclass that fills itself in when used).
+  (names,) = [a for a in subs[0].choices["bench"]._actions  # pylint: disable=protected-access
+              if isinstance(a, argparse._SubParsersAction)]  # pylint: disable=protected-access
+  assert sorted(names.choices) == ["grid", "step", "study"]
+  assert all(isinstance(p, _common.Parser) and not p.allow_abbrev
+             for p in names.choices.values())
   # A prefix of exactly one option is still refused (argparse would take it).
   assert _common.Parser(prog="x").allow_abbrev is False
 

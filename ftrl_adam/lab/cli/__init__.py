@@ -4,7 +4,8 @@
   regret games, the package's main job;
 * ``ftrl-adam study`` (:mod:`ftrl_adam.cli.study`): vectorised training
   studies;
-* ``ftrl-adam bench`` (:mod:`ftrl_adam.cli.bench`): the benchmarks;
+* ``ftrl-adam bench step|grid|study`` (:mod:`ftrl_adam.cli.bench`): the
+  benchmarks, a subcommand each;
 * ``ftrl-adam demo`` (:mod:`ftrl_adam.cli.demo`): a least-squares model
   trained with :func:`ftrl_adam.ftrl_adam`.
 
@@ -104,8 +105,12 @@ def _interrupted(error: BaseException) -> bool:
   return False
 
 
-def run() -> int:
+def run(argv: Sequence[str] | None = None) -> int:
   """The ``ftrl-adam`` program: :func:`main` in a process of its own.
+
+  ``argv`` is the command line after the program's name (default
+  ``sys.argv[1:]``): ``benchmarks/step.py`` is ``run(["bench", "step",
+  *sys.argv[1:]])``.
 
   First splits the CPU into one XLA device per core, before JAX starts, so
   that the engine's shards run in parallel
@@ -117,7 +122,7 @@ def run() -> int:
   try:
     from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
     devices.use_cpu_cores()
-    status = main()
+    status = main(argv)
   except BaseException as e:  # pylint: disable=broad-except
     if not _interrupted(e):
       raise

@@ -1,7 +1,8 @@
-"""Shared helpers of the benchmarks: device naming, timing, table and JSON output."""
+"""What the benchmarks share: device naming, timing, argument types, table and JSON output."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -10,6 +11,8 @@ import time
 from typing import Callable, Sequence
 
 import jax
+
+from ftrl_adam import _store
 
 
 def device_description() -> dict:
@@ -60,41 +63,19 @@ def _fmt(c):
   return str(c)
 
 
-# Where results go: set by each benchmark's ``--out`` (see ``add_out_option``).
-RESULTS_DIR = None
+def positive_int(text: str) -> int:
+  """An argparse ``type``: an integer >= 1 (argparse names the option)."""
+  if not text.strip().isdigit() or int(text) < 1:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+  return int(text)
 
 
-def default_results_dir() -> str:
-  """``./bench-results``: never the committed ``benchmarks/results``."""
-  return "bench-results"
-
-
-def add_out_option(parser) -> None:
-  parser.add_argument(
-      "--out", default=None,
-      help="folder for the JSON results (default ./bench-results; pass "
-           "--out benchmarks/results in a checkout to refresh the committed "
-           "figures)")
-
-
-def positive_ints(parser, name: str, values) -> None:
-  """parser.error unless every value of option ``name`` is an int >= 1."""
-  bad = [v for v in values if v < 1]
-  if bad:
-    parser.error(f"{name} must be integers >= 1, got {bad}")
-
-
-def set_out(path) -> None:
-  global RESULTS_DIR
-  RESULTS_DIR = path
-
-
-def write_json(name: str, payload: dict) -> str:
-  out_dir = RESULTS_DIR or default_results_dir()
+def write_json(out_dir: str, name: str, payload: dict) -> str:
+  """Writes ``out_dir/NAME-<device>.json`` (the device and ``payload``)
+  atomically, creating ``out_dir``; returns its path."""
   os.makedirs(out_dir, exist_ok=True)
   info = device_description()
   tag = f"{info['platform']}-{info['device_kind']}".replace(" ", "_").lower()
   path = os.path.join(out_dir, f"{name}-{tag}.json")
-  with open(path, "w") as f:
-    json.dump({"device": info, **payload}, f, indent=2)
+  _store.atomic_write_text(path, json.dumps({"device": info, **payload}, indent=2))
   return path

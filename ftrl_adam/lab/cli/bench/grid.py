@@ -27,21 +27,20 @@ Usage:  ftrl-adam bench grid [--cells 64 256 1024] [--T 1000]
 
 from __future__ import annotations
 
+import argparse
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ftrl_adam.lab.cli import _common as _cli  # noqa: E402
-from ftrl_adam.lab.cli.bench import _common  # noqa: E402
-
-from ftrl_adam.lab import engine as grid  # noqa: E402
-from ftrl_adam.lab import regret  # noqa: E402
-from ftrl_adam.lab.regret import bounds  # noqa: E402
-from ftrl_adam.lab.regret import cells as _cells  # noqa: E402
-from ftrl_adam.lab.regret import study  # noqa: E402
+from ftrl_adam.lab import engine as grid
+from ftrl_adam.lab import regret
+from ftrl_adam.lab.cli.bench import _common
+from ftrl_adam.lab.regret import bounds
+from ftrl_adam.lab.regret import cells as _cells
+from ftrl_adam.lab.regret import registry
+from ftrl_adam.lab.regret import study
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, by jax device_kind, for the
 # roofline fraction on a GPU.  Other devices: pass --peak-tflops.
@@ -135,41 +134,55 @@ def bench_workload(adversary: str, d: int, T: int, cells, repeats: int,
   return rows
 
 
-def main(argv=None) -> int:
-  ap = _cli.Parser(prog="ftrl-adam bench grid", description=__doc__.splitlines()[0])
-  ap.add_argument("--cells", type=int, nargs="+", default=[64, 256, 1024],
+def _cells_count(text: str) -> int:
+  """An argparse ``type``: a number of games, a multiple of 16."""
+  if not text.strip().isdigit() or int(text) < 16 or int(text) % 16:
+    raise argparse.ArgumentTypeError(
+        f"must be multiples of 16 (4 seeds x b1 x b2), got {text!r}")
+  return int(text)
+
+
+def _workload(text: str) -> tuple[str, int]:
+  """An argparse ``type``: ``ADVERSARY:D`` as (adversary, d)."""
+  adversary, sep, d = text.rpartition(":")
+  if not sep or not d.isdigit() or int(d) < 1:
+    raise argparse.ArgumentTypeError(
+        f"takes ADVERSARY:D pairs such as gaussian:64, got {text!r}")
+  try:
+    registry.resolve(adversary)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(
+        str(e).replace("`adversaries`: ", "")) from e
+  return adversary, int(d)
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+  """The options of ``ftrl-adam bench grid``."""
+  ap.add_argument("--cells", type=_cells_count, nargs="+", default=[64, 256, 1024],
                   help="games per workload: 4 seeds x b1 x b2, multiples of 16 "
                        "(default 64 256 1024)")
-  ap.add_argument("--T", type=int, default=1000, help="rounds per game")
-  ap.add_argument("--workloads", nargs="+",
-                  default=["gaussian:64", "gaussian:1", "switch:1"],
-                  help="ADVERSARY:D pairs")
-  ap.add_argument("--repeats", type=int, default=3,
+  ap.add_argument("--T", type=_common.positive_int, default=1000,
+                  help="rounds per game")
+  ap.add_argument("--workloads", type=_workload, nargs="+",
+                  default=[("gaussian", 64), ("gaussian", 1), ("switch", 1)],
+                  help="ADVERSARY:D pairs (default gaussian:64 gaussian:1 "
+                       "switch:1)")
+  ap.add_argument("--repeats", type=_common.positive_int, default=3,
                   help="interleaved repeats; the median is reported")
   ap.add_argument("--peak-tflops", type=float, default=None,
                   help="the device's FP32 peak, for the roofline fraction")
-  _common.add_out_option(ap)
-  args = ap.parse_args(argv)
-  bad = [n for n in args.cells if n < 16 or n % 16]
-  if bad:
-    ap.error(f"--cells must be multiples of 16 (4 seeds x b1 x b2), got {bad}")
-  _common.positive_ints(ap, "--T", [args.T])
-  _common.positive_ints(ap, "--repeats", [args.repeats])
-  for w in args.workloads:
-    adversary, sep, d = w.partition(":")
-    if not sep or not d.isdigit() or int(d) < 1:
-      ap.error(f"--workloads takes ADVERSARY:D pairs such as gaussian:64, "
-               f"got {w!r}")
-  _common.set_out(args.out)
+
+
+def run(args: argparse.Namespace) -> int:
+  """Runs ``ftrl-adam bench grid``; the exit status."""
   kind = jax.devices()[0].device_kind
   peak = args.peak_tflops or PEAK_FP32_TFLOPS.get(kind)
   print(f"device: {_common.device_name()}; T={args.T}; repeats={args.repeats}"
         f"; peak FP32: {peak or 'unknown'} TFLOP/s")
   records = []
-  for w in args.workloads:
-    adversary, d = w.split(":")
-    records += bench_workload(adversary, int(d), args.T, args.cells,
-                              args.repeats, peak)
+  for adversary, d in args.workloads:
+    records += bench_workload(adversary, d, args.T, args.cells, args.repeats,
+                              peak)
   headers = ["adversary", "d", "games", "path", "devices", "median ms",
              "Mcr/s", "x loop", "x (b0) 0.1.0", "x (b1) same devices"]
   rows = [[r["adversary"], r["d"], r["cells"], r["path"], r["devices"],
@@ -178,14 +191,9 @@ def main(argv=None) -> int:
            r["speedup_vs_per_cell_grid_same_devices"]]
           for r in records]
   _common.print_table(headers, rows)
-  path = _common.write_json("grid", {
+  path = _common.write_json(args.out, "grid", {
       "T": args.T, "repeats": args.repeats, "peak_fp32_tflops": peak,
       "compiler_options_b0": grid.compiler_options(),
       "numpy": np.__version__, "results": records})
   print(f"wrote {path}")
   return 0
-
-
-if __name__ == "__main__":
-  grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
-  sys.exit(main())

@@ -30,9 +30,9 @@ Usage:  ftrl-adam bench step [--models small large] [--sizes 1000000 16000000]
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
-import sys
 import time
 
 import jax
@@ -40,7 +40,6 @@ import jax.numpy as jnp
 import optax
 
 import ftrl_adam as fa
-from ftrl_adam.lab.cli import _common as _cli
 from ftrl_adam.lab.cli.bench import _common
 
 MODELS = {"small": (4, 64), "large": (12, 256)}   # (blocks L, width d)
@@ -155,45 +154,45 @@ def _summary(label, rounds_ms, monitored):
                             for c, v in ratio.items()}}
 
 
-def _parse(argv):
-  ap = _cli.Parser(prog="ftrl-adam bench step",
-                   description=__doc__.splitlines()[0])
+def _nonnegative(text: str) -> float:
+  """An argparse ``type``: a float >= 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not value >= 0:
+    raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+  return value
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+  """The options of ``ftrl-adam bench step``."""
+  count = _common.positive_int
   ap.add_argument("--models", nargs="*", default=["small", "large"],
                   choices=sorted(MODELS),
                   help="model-shaped trees to time (default: small large)")
-  ap.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 16_000_000],
+  ap.add_argument("--sizes", type=count, nargs="*", default=[1_000_000, 16_000_000],
                   help="parameter counts of the array trees (default 1M and 16M)")
-  ap.add_argument("--repeats", type=int, default=30,
+  ap.add_argument("--repeats", type=count, default=30,
                   help="interleaved steps per optimizer and round, at least "
                        "(default 30)")
-  ap.add_argument("--rounds", type=int, default=3,
+  ap.add_argument("--rounds", type=count, default=3,
                   help="rounds of interleaved medians; ratios are reported as "
                        "the median over rounds and their range (default 3)")
-  ap.add_argument("--min-time", type=float, default=0.3,
+  ap.add_argument("--min-time", type=_nonnegative, default=0.3,
                   help="seconds per optimizer and round that set the repeats "
                        "of a short step (default 0.3)")
-  ap.add_argument("--monitor-coords", type=int, default=4096,
+  ap.add_argument("--monitor-coords", type=count, default=4096,
                   help="entries the regret monitor follows (default 4096)")
-  ap.add_argument("--monitor-leaves", type=int, default=8,
+  ap.add_argument("--monitor-leaves", type=count, default=8,
                   help="the most leaves that hold them (regret_monitor's "
                        "`leaves`, default 8)")
-  _common.add_out_option(ap)
-  args = ap.parse_args(argv)
-  _common.positive_ints(ap, "--sizes", args.sizes)
-  _common.positive_ints(ap, "--repeats", [args.repeats])
-  _common.positive_ints(ap, "--rounds", [args.rounds])
-  _common.positive_ints(ap, "--monitor-coords", [args.monitor_coords])
-  _common.positive_ints(ap, "--monitor-leaves", [args.monitor_leaves])
+
+
+def run(args: argparse.Namespace) -> int:
+  """Runs ``ftrl-adam bench step``; the exit status."""
   if not args.models and not args.sizes:
-    ap.error("nothing to time: give --models or --sizes")
-  if not args.min_time >= 0:
-    ap.error(f"--min-time must be >= 0, got {args.min_time}")
-  return args
-
-
-def main(argv=None) -> int:
-  args = _parse(argv)
-  _common.set_out(args.out)
+    args._parser.error("nothing to time: give --models or --sizes")  # pylint: disable=protected-access
   optimizers = _optimizers(args.monitor_coords, args.monitor_leaves)
   monitored = list(optimizers)[-1]
   gpu = jax.devices()[0].platform == "gpu"
@@ -228,16 +227,10 @@ def main(argv=None) -> int:
   _common.print_table(["tree"] + cols,
                       [[t["tree"]] + [_spread(t[c]["rounds"]) for c in cols]
                        for t in table])
-  path = _common.write_json("step", {
+  path = _common.write_json(args.out, "step", {
       "repeats": args.repeats, "rounds": args.rounds, "min_time": args.min_time,
       "monitor_coords": args.monitor_coords,
       "monitor_leaves": args.monitor_leaves, "results": records,
       "table": table})
   print(f"wrote {path}")
   return 0
-
-
-if __name__ == "__main__":
-  from ftrl_adam import grid as _grid  # pylint: disable=ungrouped-imports
-  _grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
-  sys.exit(main())

@@ -28,26 +28,24 @@ configuration: the same bits, since a halved run is its unpruned run), and
 the fraction of the full grid's training steps it spent.  Target (DESIGN.md):
 within 2 % with at most 35 % of the compute.
 
-Usage:  python benchmarks/study.py [--tasks digits quadratic] [--ks 16 64 256]
+Usage:  ftrl-adam bench study [--tasks digits quadratic] [--ks 16 64 256]
         [--steps N] [--repeats 3] [--measure-max 64]
-        python benchmarks/study.py --halving [--tasks digits charlm]
+        ftrl-adam bench study --halving [--tasks digits charlm]
         [--study-seeds 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 import time
 
 import jax
 import numpy as np
 
-from ftrl_adam.lab.cli import _common as _cli  # noqa: E402
-from ftrl_adam.lab.cli.bench import _common  # noqa: E402
-
-from ftrl_adam.lab import engine as grid  # noqa: E402
-from ftrl_adam.lab import studies  # noqa: E402
+from ftrl_adam.lab import engine as grid
+from ftrl_adam.lab import studies
+from ftrl_adam.lab.cli.bench import _common
 
 
 def _table(task, k):
@@ -211,15 +209,16 @@ def _halving_main(args) -> int:
           f"{np.mean([r['ratio'] for r in rs]):.4f}, "
           f"mean compute {100 * np.mean([r['compute_fraction'] for r in rs]):.1f}% "
           f"over {len(rs)} sets of seeds")
-  path = _common.write_json("study_halving", {
-      "benchmark": "benchmarks/study.py --halving", "device_name": device,
+  path = _common.write_json(args.out, "study_halving", {
+      "benchmark": "ftrl-adam bench study --halving", "device_name": device,
       "results": records})
   print(f"wrote {path}")
   return 0
 
 
-def _parser():
-  ap = _cli.Parser(prog="ftrl-adam bench study", description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+  """The options of ``ftrl-adam bench study``."""
+  count = _common.positive_int
   ap.add_argument("--tasks", nargs="+", default=None,
                   choices=tuple(studies.TASKS),
                   help="built-in tasks to train (default digits quadratic; "
@@ -231,39 +230,30 @@ def _parser():
                   choices=studies.TUNE_METRICS,
                   help="with --halving: the metrics halving ranks and tunes "
                        "on, one halving study each (default val_loss)")
-  ap.add_argument("--study-seeds", type=int, default=3,
+  ap.add_argument("--study-seeds", type=count, default=3,
                   help="with --halving: disjoint sets of seeds, one full and "
                        "one halving study each (default 3)")
-  ap.add_argument("--ks", type=int, nargs="+", default=[16, 64, 256],
+  ap.add_argument("--ks", type=count, nargs="+", default=[16, 64, 256],
                   help="numbers K of configurations trained in one program "
                        "(default 16 64 256)")
-  ap.add_argument("--steps", type=int, default=None,
+  ap.add_argument("--steps", type=count, default=None,
                   help="training steps per run; default each task's")
-  ap.add_argument("--repeats", type=int, default=3,
+  ap.add_argument("--repeats", type=count, default=3,
                   help="interleaved repeats; the median is reported")
-  ap.add_argument("--measure-max", type=int, default=64,
+  ap.add_argument("--measure-max", type=count, default=64,
                   help="time at most this many sequential runs per K; "
                        "extrapolate the rest")
-  _common.add_out_option(ap)
-  return ap
 
 
-def main(argv=None) -> int:
-  ap = _parser()
-  args = ap.parse_args(argv)
-  _common.positive_ints(ap, "--ks", args.ks)
-  _common.positive_ints(ap, "--repeats", [args.repeats])
-  _common.positive_ints(ap, "--measure-max", [args.measure_max])
-  if args.steps is not None:
-    _common.positive_ints(ap, "--steps", [args.steps])
-  _common.set_out(args.out)
+def run(args: argparse.Namespace) -> int:
+  """Runs ``ftrl-adam bench study``; the exit status."""
   if args.halving:
     args.tasks = args.tasks or ["digits", "charlm"]
     unknown = [t for t in args.tasks if t not in HALVING_GRIDS]
     if unknown:
-      ap.error(f"--tasks with --halving: one of {', '.join(HALVING_GRIDS)}, "
-               f"got {unknown}")
-    _common.positive_ints(ap, "--study-seeds", [args.study_seeds])
+      args._parser.error(  # pylint: disable=protected-access
+          f"--tasks with --halving: one of {', '.join(HALVING_GRIDS)}, got "
+          f"{unknown}")
     return _halving_main(args)
   args.tasks = args.tasks or ["digits", "quadratic"]
 
@@ -282,14 +272,9 @@ def main(argv=None) -> int:
   print("(sequential: one jitted run compiled once, called K times, blocking "
         "on each; totals marked 'extrap.' = K x mean time of the timed runs. "
         "Compilation excluded from both.)")
-  path = _common.write_json("study", {
-      "benchmark": "benchmarks/study.py", "device_name": device,
+  path = _common.write_json(args.out, "study", {
+      "benchmark": "ftrl-adam bench study", "device_name": device,
       "compiler_options": grid.compiler_options(), "repeats": args.repeats,
       "measure_max": args.measure_max, "tasks": tasks})
   print(f"wrote {path}")
   return 0
-
-
-if __name__ == "__main__":
-  grid.use_cpu_cores()   # a process of its own: as `ftrl-adam bench` does
-  sys.exit(main())
