@@ -396,12 +396,12 @@ def worst_case(
     >>> import jax
     >>> from ftrl_adam import regret
     >>> from ftrl_adam.regret import worst
-    >>> res = worst.worst_case(0.9, 0.81, T=50, key=jax.random.key(0),
-    ...                        restarts=4, steps=16)
+    >>> res = worst.worst_case(0.9, 0.81, T=12, key=jax.random.key(0),
+    ...                        restarts=8, steps=32)
     >>> bool(res.best_construction <= res.regret <= res.bound)
     True
-    >>> res.sequence.shape, res.history.shape   # 16 steps + 2 sweeps
-    ((50,), (18,))
+    >>> res.sequence.shape, res.history.shape   # 32 steps + 2 sweeps
+    ((12,), (34,))
 
   References:
     Nguyen, ALT 2026, https://arxiv.org/abs/2510.03478.
@@ -459,14 +459,14 @@ def worst_case_cell_fn(
     ValueError: naming a bad argument.
 
   Example:
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> from ftrl_adam.regret import worst
-    >>> cell_fn = worst.worst_case_cell_fn(T=40, restarts=2, steps=4)
-    >>> out = cell_fn({"b1": jnp.float32(0.9), "b2": jnp.float32(0.81),
-    ...                "radius": jnp.float32(1.0), "c": jnp.float32(jnp.nan),
-    ...                "seed": jnp.int32(0)})
+    >>> cell_fn = worst.worst_case_cell_fn(T=60, restarts=2, steps=8)
+    >>> out = jax.jit(cell_fn)({"b1": jnp.float32(0.9), "b2": jnp.float32(0.81),
+    ...                         "radius": jnp.float32(1.0),
+    ...                         "c": jnp.float32(jnp.nan), "seed": jnp.int32(0)})
     >>> out["worst_sequence"].shape, int(out["search_steps"])
-    ((40,), 4)
+    ((60,), 8)
   """
   T, restarts, steps, sweeps, n_random = _check_budget(
       T, restarts, steps, sweeps, random_fraction, lr, G)
