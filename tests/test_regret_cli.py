@@ -169,9 +169,13 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     one = tmp_path / "one"
+    devices = jax.device_count()
     assert cli.main(["regret", "--quick", "--chunk-size", "5",
                      "--reproducible", "--out", str(one)]) == 0
     printed = capsys.readouterr()
+    # cli.main called in a running program leaves its devices (the command
+    # `ftrl-adam` splits the CPU: test_the_command_uses_one_device_per_core)
+    assert jax.device_count() == devices
     stdout, stderr = proc.communicate(timeout=240)
   finally:
     if proc.poll() is None:
@@ -217,6 +221,12 @@ def test_cli_end_to_end_and_on_eight_devices(tmp_path, capsys):
   run8 = json.loads((eight / "run.json").read_text())
   assert run8["versions"]["device_count"] == 8
   assert "best b2" in stdout and "8 device(s)" in stderr
+
+  # The same arguments in the fast (default) mode are another run: refused,
+  # never mixed with the reproducible one.
+  assert cli.main(["regret", "--quick", "--chunk-size", "5", "--out", str(one),
+                   "--no-progress", "--no-plots"]) == 2
+  assert "different beta-grid" in capsys.readouterr().err
 
 
 def test_interrupted_run_resumes_to_the_identical_table(tmp_path):
@@ -398,31 +408,20 @@ def test_learning_rate_and_radius_axes(tmp_path, capsys):
   assert "alternating, D=0.5, lr=0.01" in printed
 
 
-def test_reproducible_mode_runs_and_is_never_mixed_with_the_fast_one(tmp_path):
-  out = str(tmp_path / "run")
-  base = ["regret", "--quick", "--out", out, "--no-progress", "--no-plots"]
-  assert cli.main(base + ["--reproducible"]) == 0
-  table = (tmp_path / "run" / "results.csv").read_text()
-  assert table.count("\n") > 1
-  # The same arguments in the reproducible mode are another run: refused.
-  assert cli.main(base) == 2
-
-
-def test_the_command_uses_one_device_per_core_and_main_in_process_does_not(
-    tmp_path):
+def test_the_command_uses_one_device_per_core(tmp_path):
   # `ftrl-adam` (cli.run) splits the CPU into one XLA device per core before
-  # JAX starts; cli.main called in a running program leaves its devices.
+  # JAX starts (a tiny grid: the device count is the property); cli.main
+  # called in a running program leaves its devices (checked in
+  # test_cli_end_to_end_and_on_eight_devices).
   env = {k: v for k, v in os.environ.items()
          if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
   env["JAX_PLATFORMS"] = "cpu"
   proc = subprocess.run(
-      [sys.executable, "-m", "ftrl_adam.cli", "regret", "--quick",
-       "--no-plots", "--out", str(tmp_path / "run")],
+      [sys.executable, "-m", "ftrl_adam.cli", "regret", "--b1", "0.5",
+       "--b2", "0.9", "--seeds", "1", "--T", "20", "--d", "1",
+       "--adversaries", "alternating", "--no-plots", "--out",
+       str(tmp_path / "run")],
       env=env, capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stderr[-3000:]
   cores = len(os.sched_getaffinity(0))
   assert f"on {cores} device(s)" in proc.stderr
-  before = jax.device_count()
-  assert cli.main(["regret", "--quick", "--no-plots", "--no-progress",
-                   "--out", str(tmp_path / "in_process")]) == 0
-  assert jax.device_count() == before
