@@ -120,8 +120,20 @@ def test_the_colour_scale_starts_at_the_minimum_and_does_not_stretch_a_flat_fiel
   norm = plots.heatmap(wide, "v").axes[0].collections[0].norm
   assert (norm.vmin, norm.vmax) == pytest.approx(
       (float(np.min(wide["v"])), float(np.max(wide["v"]))))
+  assert wide_bar(plots.heatmap(wide, "v")).extend == "neither"
   with pytest.raises(ValueError, match="min_color_ratio"):
     plots.heatmap(t, "v", min_color_ratio=0.5)
+
+
+def wide_bar(fig):
+  return fig.axes[0].collections[0].colorbar
+
+
+def test_values_beyond_a_capped_scale_get_an_arrow_on_the_colour_bar():
+  t = _table([0.5, 0.9], [0.9, 0.99], lambda b1, b2: b1 ** 4 * b2)
+  top = float(np.quantile(t["v"], 0.5))
+  fig = plots.heatmap(t, "v", color_range=(float(np.min(t["v"])), top))
+  assert wide_bar(fig).extend == "max"
 
 
 def test_a_constant_field_says_so_instead_of_a_colour_bar():

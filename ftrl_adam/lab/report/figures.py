@@ -186,13 +186,17 @@ def _norm(z: np.ndarray, log_value: bool, color_range: Optional[tuple],
 
 def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
                 log: bool) -> Any:
-  """The colour bar, with a line at the largest value when the scale goes on."""
-  bar = fig.colorbar(mesh, ax=ax, label=label)
+  """The colour bar, with a line at the largest value when the scale goes on,
+  and an arrow at its end when values beyond it are drawn in its last colour."""
+  v = z[np.isfinite(z)]
+  vmax = mesh.norm.vmax
+  capped = bool(v.size and vmax is not None and v.max() > vmax)
+  bar = fig.colorbar(mesh, ax=ax, label=label,
+                     extend="max" if capped else "neither")
   plain = FuncFormatter(lambda v, _: f"{v:.3g}")
   bar.ax.yaxis.set_major_formatter(plain)
   bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
                                    else NullFormatter())
-  v = z[np.isfinite(z)]
   if v.size and mesh.norm.vmax is not None and v.max() < mesh.norm.vmax:
     bar.ax.axhline(float(v.max()), color="black", lw=1.0)
   return bar
