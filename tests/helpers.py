@@ -23,22 +23,52 @@ def random_grads(key, params, scale=1.0):
 
 
 def run_updates(tx, params, T, seed=0, scale_fn=None):
-  """Jitted scan of T updates on random gradients; returns stacked updates."""
+  """Jitted scan of T updates on random gradients; returns stacked updates.
+
+  The gradients (``random_grads`` of each step's key, times ``scale_fn(t)``)
+  are drawn once per layout, T and seed (:func:`_random_sequence`) and
+  passed in: compiling the random number generator costs more than the
+  optimizer's step, and every run on that layout then shares it.
+  """
 
   @jax.jit
-  def go(params):
+  def go(params, grads):
     def step(state, inp):
-      t, k = inp
-      scale = 1.0 if scale_fn is None else scale_fn(t)
-      g = random_grads(k, params, scale)
+      t, g = inp
+      if scale_fn is not None:
+        g = jax.tree.map(lambda x: scale_fn(t) * x, g)
       u, state = tx.update(g, state, params)
       return state, u
 
-    keys = jax.random.split(jax.random.key(seed), T)
-    state, us = jax.lax.scan(step, tx.init(params), (jnp.arange(T), keys))
-    return state, us
+    return jax.lax.scan(step, tx.init(params), (jnp.arange(T), grads))
 
-  return go(params)
+  return go(params, _random_sequence(params, T, seed))
+
+
+_SEQUENCES = {}
+
+
+def _random_sequence(params, T, seed):
+  """T stacked ``random_grads`` trees, keys split from ``key(seed)``."""
+  layout = (jax.tree.structure(params),
+            tuple((p.shape, str(p.dtype)) for p in jax.tree.leaves(params)), T,
+            seed)
+  if layout not in _SEQUENCES:
+    @jax.jit
+    def draw(params):
+      keys = jax.random.split(jax.random.key(seed), T)
+      return jax.lax.scan(lambda c, k: (c, random_grads(k, params)), None,
+                          keys)[1]
+
+    _SEQUENCES[layout] = draw(params)
+  return _SEQUENCES[layout]
+
+
+def normwise_diff(a, b):
+  """||a - b|| / ||b|| over all the leaves, in float64."""
+  a = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(a)])
+  b = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(b)])
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def max_rel_diff(a, b):

@@ -16,16 +16,26 @@ def _run(lr, b1, b2, eps, radius, *, domain="box", second_moment="per_coordinate
   tx = fa.ftrl_adam(lr, b1, b2, eps, radius=radius, domain=domain,
                     second_moment=second_moment)
   w = {"a": jnp.zeros((4, 3)), "b": jnp.zeros(5)}
-  keys = jax.random.split(jax.random.key(7), T)
 
-  def step(carry, k):
+  def step(carry, noise):
     w, s = carry
-    g = jax.tree.map(lambda p: jax.random.normal(k, p.shape) + 0.5 * p, w)
+    g = jax.tree.map(lambda z, p: z + 0.5 * p, noise, w)
     u, s = tx.update(g, s, w)
     return (jax.tree.map(jnp.add, w, u), s), u
 
-  (w, _), us = jax.lax.scan(step, (w, tx.init(w)), keys)
+  (w, _), us = jax.lax.scan(step, (w, tx.init(w)), _noise())
   return w, us
+
+
+@functools.cache
+def _noise():
+  """The T steps' normal draws, one per leaf (a step's key for every leaf),
+  drawn once, outside any trace, and a constant of every program of the file:
+  compiling the random number generator costs more than the runs."""
+  with jax.ensure_compile_time_eval():
+    keys = jax.random.split(jax.random.key(7), T)
+    return jax.jit(jax.vmap(lambda k: {"a": jax.random.normal(k, (4, 3)),
+                                       "b": jax.random.normal(k, (5,))}))(keys)
 
 
 GRID = dict(

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import ftrl_adam as fa
-from helpers import max_rel_diff, run_updates
+from helpers import max_rel_diff, normwise_diff, run_updates
 
 f32 = np.float32
 SCALE = lambda t: 0.1 + (t % 7).astype(jnp.float32)  # noqa: E731  varying magnitudes
@@ -82,8 +82,14 @@ def test_uncorrected_conventions_equal_their_optax_chains(params, eps_mode, b1, 
   _, ref = run_updates(_optax_chain_for(lr, b1, b2, eps, eps_mode), params, 200,
                        scale_fn=SCALE)
   # The optax path divides by 1 - b2^n twice over (cancellation in float32 at
-  # small n), so agreement is to float32 rounding of that, ~1e-5.
-  assert max_rel_diff(ours, ref) <= 5e-5
+  # small n), so agreement is to float32 rounding of that, ~1e-5; normwise to
+  # float32 rounding (measured 1.2e-7).  Elementwise looser where m nearly
+  # cancels: XLA may fuse the moment update with or without an FMA in each
+  # program (as in test_optax_parity.py).  Measured 3e-7 with the gradients
+  # drawn inside the programs and 1.1e-4 with the same gradients passed in
+  # (helpers.run_updates): an ulp of m at an entry where it nearly cancels.
+  assert normwise_diff(ours, ref) <= 1e-6
+  assert max_rel_diff(ours, ref) <= 2e-4
 
 
 def test_scale_by_ftrl_adam_equals_optax_scale_by_adam(params):

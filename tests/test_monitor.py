@@ -248,11 +248,9 @@ def test_the_sketch_is_a_count_sketch_and_the_ball_bound_is_exact(tmp_path):
   tx = fa.regret_monitor(learner, radius=D, b1=b1, b2=b2, c=D, domain="ball",
                          coords=k, seed=5)
   state, _ = _feed(tx, [jnp.asarray(x) for x in g], jnp.zeros(n))
-  res = regret.game(b1, b2, radius=D, T=T, d=n, domain="ball",
+  res = regret.game(b1, b2, radius=D, T=T, d=n, domain="ball", record=True,
                     adversary=regret.from_array(g), key=jax.random.key(0))
-  plays = np.asarray(regret.game(
-      b1, b2, radius=D, T=T, d=n, domain="ball", record=True,
-      adversary=regret.from_array(g), key=jax.random.key(0)).trajectory.plays)
+  plays = np.asarray(res.trajectory.plays)
   gs, ds = g @ S.T, plays @ S.T                        # S g_t, S Delta_t
   w = b1 ** np.arange(T - 1, -1, -1)
   loss = np.sum(w * np.sum(gs * ds, axis=1))
@@ -266,14 +264,28 @@ def test_the_sketch_is_a_count_sketch_and_the_ball_bound_is_exact(tmp_path):
   assert float(rep.fraction) == pytest.approx(k / n)
 
 
-def test_sketched_inner_products_are_unbiased(tmp_path):
+def _sketched(x, y, seed, k):
+  """(S x, S y) for the sketch of ``seed``: two rounds of a monitor, read from
+  its ``recent`` rows (un-jitted: the seed is a constant of a jitted program,
+  so each seed would compile one; op by op, every seed runs the same ops)."""
+  tx = fa.regret_monitor(optax.sgd(0.0), radius=1.0, b1=0.5, domain="ball",
+                         coords=k, seed=seed, record_every=2)
+  params = jnp.zeros(x.shape)
+  state = tx.init(params)
+  for g in (x, y):
+    _, state = tx.update(jnp.asarray(g, jnp.float32), state, params)
+  return np.asarray(state.recent, np.float64)
+
+
+def test_sketched_inner_products_are_unbiased():
   n, k, seeds = 12, 4, 60
   rng = np.random.default_rng(0)
   x, y = rng.standard_normal(n), rng.standard_normal(n)
+  x, y = x.astype(np.float32), y.astype(np.float32)   # what the monitor sees
   est = []
   for s in range(seeds):
-    S = _sketch_matrix(n, k, s, tmp_path / str(s))
-    est.append((S @ x) @ (S @ y))
+    sx, sy = _sketched(x, y, s, k)
+    est.append(sx @ sy)
   est = np.array(est)
   # E<Sx, Sy> = <x, y>: the mean is within 4 standard errors.
   assert abs(est.mean() - x @ y) < 4 * est.std() / np.sqrt(seeds)

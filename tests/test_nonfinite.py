@@ -8,6 +8,8 @@ finite update over them.  The 0/0 := 0 rule for coordinates that never saw a
 non-zero gradient is unchanged, and ``optax.apply_if_finite`` skips such steps.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -42,17 +44,23 @@ def _finite(u):
   return {k: np.isfinite(np.asarray(v)) for k, v in u.items() if v is not None}
 
 
+@functools.cache
+def _jitted(domain, second_moment, convention):
+  """(transform, its jitted update): one compiled update for NaN and inf."""
+  tx = fa.ftrl_adam(0.1, second_moment=second_moment,
+                    **DOMAINS[domain], **CONVENTIONS[convention])
+  return tx, jax.jit(tx.update)
+
+
 @pytest.mark.parametrize("convention", list(CONVENTIONS))
 @pytest.mark.parametrize("second_moment", MOMENTS)
 @pytest.mark.parametrize("domain", list(DOMAINS))
 @pytest.mark.parametrize("bad", ["nan", "inf"])   # -inf: the tests below
 def test_bad_gradient_gives_non_finite_updates_where_it_reaches(
     domain, second_moment, convention, bad):
-  tx = fa.ftrl_adam(0.1, second_moment=second_moment,
-                    **DOMAINS[domain], **CONVENTIONS[convention])
+  tx, update = _jitted(domain, second_moment, convention)
   rng = np.random.default_rng(0)
   params = _params()
-  update = jax.jit(tx.update)
   state = tx.init(params)
   _, state = update(_grads(rng), state, params)        # a healthy first step
   coupled = second_moment == "global" or domain == "ball"

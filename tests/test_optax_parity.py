@@ -14,6 +14,8 @@ float32 at least (optax keeps bf16 state for bf16 params), ``nu`` is real for
 complex params, and the state classes are the package's own.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,7 @@ import pytest
 from optax._src import test_utils
 
 import ftrl_adam as fa
-from helpers import max_rel_diff, run_updates
+from helpers import max_rel_diff, normwise_diff, run_updates
 
 f32 = np.float32
 VARIANTS = {
@@ -39,12 +41,6 @@ VARIANTS = {
 # Unclipped, box and ball are rows of tests/test_conformance.py, which checks
 # for them, as strictly, what the tests parametrized by this list check.
 NOT_CONFORMANCE_ROWS = [v for v in VARIANTS if v not in ("plain", "box", "ball")]
-
-
-def normwise_diff(a, b):
-  a = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(a)])
-  b = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(b)])
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def parabola(dtype):
@@ -100,14 +96,13 @@ def test_optimization_and_no_recompilation(target, dtype):
 @pytest.mark.parametrize("committed", [False, True])
 def test_jitted_loop_compiles_once(variant, committed):
   """params, state = step(params, state): committed params or not."""
-  tx = optax.chain(fa.ftrl_adam(0.1, **VARIANTS[variant]), fa.ema_params(0.9))
+  tx, step = _chain_and_step(variant)
   x0 = {"w": jnp.array([1.0, -2.0, 3.0]), "b": jnp.array(0.5, jnp.float32)}
   if committed:
     x0 = jax.device_put(x0, jax.devices()[0])
   state = tx.init(x0)
   flags = {x.committed for x in jax.tree.leaves((x0, state))}
   assert flags == {committed}       # one placement for params and state
-  step = make_step(tx, lambda p: jnp.sum(p["w"] ** 2) + p["b"] ** 2)
   params, state = step(x0, state)
   with test_utils.log_compilations() as logs:
     params, state = step(params, state)
@@ -115,11 +110,19 @@ def test_jitted_loop_compiles_once(variant, committed):
   assert not logs
 
 
+@functools.cache
+def _chain_and_step(variant):
+  """The chain and its jitted step, one per variant: both placements call
+  the same step (the first call of each may compile; no later call may)."""
+  tx = optax.chain(fa.ftrl_adam(0.1, **VARIANTS[variant]), fa.ema_params(0.9))
+  return tx, make_step(tx, lambda p: jnp.sum(p["w"] ** 2) + p["b"] ** 2)
+
+
 def test_conversion_and_recipe_compile_once_too():
   for tx in (fa.online_to_nonconvex(fa.ftrl_adam(0.1), key=jax.random.key(0)),
              fa.ahn_cutkosky(0.9, 0.1, key=jax.random.key(1))):
+    step = make_step(tx, lambda p: jnp.sum(p ** 2))   # one for both
     for x0 in (jnp.ones(3), jax.device_put(jnp.ones(3), jax.devices()[0])):
-      step = make_step(tx, lambda p: jnp.sum(p ** 2))
       params, state = step(x0, tx.init(x0))
       with test_utils.log_compilations() as logs:
         step(params, state)
@@ -296,9 +299,12 @@ def test_dtypes_stable_under_lax_cond_and_extra_args(variant, dtype):
         lambda: (params, state))
     return optax.apply_updates(params, updates), state
 
+  # The types are fixed when the step is traced (lax.cond refuses branches
+  # of other types): traced twice, each step's output fed to the next, as a
+  # compiled run would, without compiling.
   params, state = x0, tx.init(x0)
   for _ in range(2):
-    params, state = step(params, state)
+    params, state = jax.eval_shape(step, params, state)
     assert params.dtype == dtype
 
 
@@ -388,10 +394,11 @@ def test_complex_per_coordinate_ball_is_the_weighted_argmin():
                     bias_correction=False)
   rng = np.random.default_rng(2)
   state = tx.init(jnp.zeros(5, jnp.complex64))
+  update = jax.jit(tx.update)   # one compiled step for the six, not op by op
   for _ in range(6):
     g = jnp.asarray(rng.normal(size=5) * [1, 10, 0.1, 3, 1]
                     + 1j * rng.normal(size=5), jnp.complex64)
-    u, state = tx.update(g, state)
+    u, state = update(g, state)
   u = np.asarray(u, np.complex128)
   h = np.sqrt(np.asarray(state[0].nu, np.float64))
   xt = -np.asarray(state[0].mu, np.complex128) / h
