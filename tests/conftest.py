@@ -47,6 +47,21 @@ def pytest_unconfigure(config):
 _CACHE_KEY = pytest.StashKey[str]()
 
 
+# Files whose tests run for tens of seconds each (notebooks, fresh
+# processes, whole documents): started first, so that the two workers end
+# together instead of one waiting on a long test picked up at the end.
+_LONG_FIRST = ("test_notebooks.py", "test_docs_examples.py", "test_install.py",
+               "test_interrupts.py", "test_docs_build.py",
+               "test_beta_grid_open.py", "test_studies.py")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = item.path.name
+    return _LONG_FIRST.index(name) if name in _LONG_FIRST else len(_LONG_FIRST)
+  items.sort(key=rank)     # stable: the order within a rank is kept
+
+
 @pytest.fixture(autouse=True)
 def _no_test_hangs():
   """A test still running after 10 minutes is a hang, not a slow test: the
