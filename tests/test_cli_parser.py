@@ -7,6 +7,7 @@ Nothing here compiles or runs an experiment: every case stops in the parser.
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -105,3 +106,25 @@ def test_without_the_lab_extra_the_lab_commands_say_which_in_one_line(
 def test_with_the_extra_nothing_is_missing():
   assert lab.missing_extra() == []
   assert lab.extra_message("x") is None
+
+
+def test_a_bench_out_that_cannot_hold_the_json_is_refused_before_measuring(
+    tmp_path, capsys):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  locked = tmp_path / "locked"
+  locked.mkdir(mode=0o500)
+  cases = {str(a_file): "is a file, not a folder",
+           str(a_file / "sub"): "cannot write in",
+           str(locked / "sub") if os.geteuid() else "/proc/no/such": "cannot write in"}
+  for out, why in cases.items():
+    with pytest.raises(SystemExit) as e:   # argparse: before any measuring
+      cli.main(["bench", "step", "--sizes", "10", "--out", out])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ftrl-adam bench step: error: argument --out: ")
+    assert why in err and out in err, err
+  made = tmp_path / "new" / "folder"
+  with pytest.raises(SystemExit):     # a good --out is made at once
+    cli.main(["bench", "step", "--out", str(made), "--bogus"])
+  assert made.is_dir()

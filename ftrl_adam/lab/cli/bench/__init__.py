@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from typing import Any
 
 from ftrl_adam.lab.cli import _common as _cli
@@ -61,12 +62,28 @@ class _Benchmark(_cli.Parser):
       self.description = module.__doc__.splitlines()[0]
       module.add_arguments(self)
       self.add_argument(
-          "--out", default=DEFAULT_OUT, metavar="DIR",
+          "--out", default=DEFAULT_OUT, metavar="DIR", type=_writable_folder,
           help=f"folder for the JSON results (default ./{DEFAULT_OUT}; pass "
                f"--out benchmarks/results in a checkout to refresh the "
                f"committed figures)")
       self.set_defaults(func=module.run, _parser=self)
     return super().parse_known_args(args, namespace)
+
+
+def _writable_folder(path: str) -> str:
+  """An argparse ``type``: the JSON's folder, made (if new) and checked
+  writable before anything is measured."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise argparse.ArgumentTypeError(f"{path!r} is a file, not a folder")
+  try:
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PermissionError(13, "permission denied")
+  except OSError as e:
+    why = e.strerror or type(e).__name__
+    raise argparse.ArgumentTypeError(
+        f"cannot write in {path!r}: {why}; choose another folder") from None
+  return path
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
