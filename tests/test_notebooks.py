@@ -6,6 +6,11 @@ the same installed ``ftrl_adam``), from a temporary working directory.  A
 failing cell fails the test with the cell's source and the kernel's traceback.
 The notebooks are stored with their outputs cleared, which this test checks
 too (small files, clean diffs).
+
+The kernels run with ``FTRL_ADAM_NOTEBOOK_SMOKE=1`` (as BoTorch's SMOKE_TEST):
+a notebook that reads it shrinks its sizes (steps, grids, seeds) while every
+cell and every assert still runs, and says so in its first cell.  A reader
+running a notebook gets the full sizes, those of the numbers in its text.
 """
 
 import json
@@ -21,6 +26,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "ftrl-adam-tests"
+SMOKE = "FTRL_ADAM_NOTEBOOK_SMOKE"
 TIME_LIMIT_S = 120   # issue 7: under two minutes on a 2-core CPU
 
 
@@ -42,6 +48,7 @@ def kernel_name(tmp_path_factory, monkeypatch_module):
       "language": "python",
   }))
   monkeypatch_module.setenv("JUPYTER_PATH", str(data))
+  monkeypatch_module.setenv(SMOKE, "1")   # the kernels inherit the environment
   return KERNEL
 
 
@@ -63,6 +70,15 @@ def test_notebook_is_stored_without_outputs(path):
   dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
            and (c.outputs or c.execution_count is not None)]
   assert not dirty, f"{path.name}: clear the outputs of cells {dirty}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_that_reads_smoke_says_so_first(path):
+  nb = nbformat.read(path, as_version=4)
+  code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+  if SMOKE in code:
+    assert SMOKE in nb.cells[0].source, (
+        f"{path.name} reads {SMOKE}: say what it shrinks in the first cell")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
