@@ -174,6 +174,12 @@ def test_halving_rows_are_the_full_grids_bit_for_bit_one_program_per_rung(
       result.text
   assert "3 rungs ending at steps 10, 30, 90" in spec.size().describe()
   assert np.isnan(result.extra["tuned"]["val_loss"]).sum() == 3
+  # ... and the summary and the figures say what those nan (grey) cells are
+  assert "nan above: halving stopped every configuration of that row" in \
+      result.text
+  titles = {f.name: f.title for f in spec.figures(result)}
+  assert "grey: stopped by halving" in titles["heatmap_val_loss"]
+  assert "heatmap_stopped_at" in titles
 
 
 def test_a_halving_study_interrupted_in_a_rung_resumes_to_the_same_table(

@@ -307,7 +307,8 @@ class Study:
           title=f"{self.task.name}: where halving stopped each cell",
           annotate=n <= 10))
     return _summary.heatmaps(tuned, metrics, self.task.name, self.shown,
-                             self.tuned, annotate=n <= 10, extra=extra)
+                             self.tuned, annotate=n <= 10, extra=extra,
+                             stopped_early=bool(extra))
 
 
 def _ema_of(metric: str) -> str:

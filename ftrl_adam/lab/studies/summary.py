@@ -166,14 +166,16 @@ def _wide(values: Any) -> bool:
 
 def heatmaps(tuned: Mapping[str, np.ndarray], metrics: Sequence[str],
              task_name: str, shown: Sequence[str], tuned_axes: Sequence[str],
-             annotate: bool, extra: Sequence[Heatmap] = ()) -> list[Heatmap]:
+             annotate: bool, extra: Sequence[Heatmap] = (),
+             stopped_early: bool = False) -> list[Heatmap]:
   """heatmap_<metric> per metric and heatmap_<t> per tuned axis, as data.
 
   The loss colour scale is logarithmic and capped at the 90th percentile of
   the finite values, so a few diverging cells do not wash out the rest; the
   numbers written in the cells are the true ones.  Axes named b1 or b2 are
   drawn in log(1 - b); with (b1, b2) shown the lines b2 = b1 and b2 = b1**2
-  are drawn.
+  are drawn.  ``stopped_early`` (a halving study) says in the metrics'
+  titles that grey cells are those halving stopped before the last step.
   """
   x, y = shown
   betas = tuple(a for a, name in (("x", x), ("y", y)) if name in ("b1", "b2"))
@@ -187,7 +189,9 @@ def heatmaps(tuned: Mapping[str, np.ndarray], metrics: Sequence[str],
                  color_range=capped(tuned[m]),
                  label=(f"{m} at the tuned {what} (mean over seeds)" if what
                         else f"{m} (mean over seeds)"),
-                 title=f"{task_name}: {m}, {tuned_words}mean over seeds",
+                 title=(f"{task_name}: {m}, {tuned_words}mean over seeds"
+                        + ("; grey: stopped by halving before the end"
+                           if stopped_early else "")),
                  **common) for m in metrics]
   out += [Heatmap(name=f"heatmap_{t}", value=f"{t}_{metrics[0]}",
                   log_value=bool(np.all(np.asarray(
@@ -240,6 +244,9 @@ def study_text(study: Any, result: Any) -> str:
     text += "\n" + "\n".join(halving_lines(
         study.rung_ends, counts, len(study.seeds), spent, full,
         study.halving_rate))
+    if np.isnan(np.asarray(tuned[metric], np.float64)).any():
+      text += ("\nnan above: halving stopped every configuration of that "
+               "row before the last step (results.csv: stopped_at).")
   n_div = int(np.sum(np.asarray(table["diverged"])))
   if n_div:
     text += (f"\n{n_div} of {study.n_runs} runs diverged (a non-finite "
