@@ -101,6 +101,19 @@ def test_cli_takes_your_adversary_as_module_attribute(tmp_path, monkeypatch,
 
       def make():
         return regret.oblivious(_fn, name="thirds_made")
+
+      # each wrong in one way (the grid must not broadcast or cast them)
+      as_int = regret.oblivious(lambda t, key, d: jnp.ones((d,), jnp.int32),
+                                name="as_int")
+      scalar = regret.oblivious(lambda t, key, d: jnp.float32(1.0),
+                                name="scalar")
+      shape = regret.oblivious(lambda t, key, d: jnp.ones((3,), jnp.float32),
+                               name="shape")
+      nan = regret.oblivious(lambda t, key, d: jnp.full((d,), jnp.nan),
+                             name="nan")
+      def _boom(t, key, d):
+        raise ZeroDivisionError("no")
+      boom = regret.oblivious(_boom, name="boom")
       """))
   monkeypatch.syspath_prepend(str(tmp_path))
   out = tmp_path / "out"
@@ -124,6 +137,17 @@ def test_cli_takes_your_adversary_as_module_attribute(tmp_path, monkeypatch,
   err = capsys.readouterr().err
   assert "--adversaries" in err and "my_adversaries:nope" in err
   assert "Traceback" not in err
+  # an output of the wrong kind: one line naming the adversary, exit 2
+  for name, why in (("as_int", "got int32[2]"), ("scalar", "got float32[]"),
+                    ("shape", "got float32[3]"), ("nan", "non-finite"),
+                    ("boom", "ZeroDivisionError: no")):
+    bad[bad.index("--adversaries") + 1] = f"my_adversaries:{name}"
+    with pytest.raises(SystemExit) as e:
+      cli.main(bad)
+    assert e.value.code == 2, name
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"'{name}'" in err and why in err, err
 
 
 def test_impossible_grid_is_refused_before_it_allocates(tmp_path):

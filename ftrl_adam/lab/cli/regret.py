@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
   try:
     spec = study.beta_grid(**kwargs)
   except ValueError as e:
-    parser.error(words(str(e)))
+    raise SystemExit(_common.error(parser, words(str(e)))) from None
   out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
 
   def go() -> int:

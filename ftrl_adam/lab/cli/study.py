@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     spec = study.make_study(task, task_options=dict(args.option),
                             axes=axes or None, **kwargs)
   except (ValueError, TypeError) as e:
-    parser.error(words(str(e)))
+    raise SystemExit(_common.error(parser, words(str(e)))) from None
   out = args.out or os.path.join("runs", f"study-{spec.task.name}")
 
   def go() -> int:

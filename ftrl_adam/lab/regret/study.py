@@ -494,6 +494,10 @@ def beta_grid(**options: Any) -> BetaGrid:
         f"{short[0].name!r} (a recorded or given sequence); use `T` <= "
         f"{min(a.length for a in short)} (a shorter T plays the first T "
         f"rounds).")
+  # A user's adversary is traced now, as the grid will trace it: a wrong
+  # shape or dtype, a scalar, an exception or a non-finite first gradient is
+  # one line naming it (nothing broadcast or cast), before anything compiles.
+  _registry.check_adversaries(advs, T=T, d=d, G=G, kappa=kappa)
   searches = [a.name for a in advs if a.mode == "search"]
   if searches and (domain != "box" or method != "sequential"):
     raise ValueError(
