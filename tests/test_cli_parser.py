@@ -128,3 +128,10 @@ def test_a_bench_out_that_cannot_hold_the_json_is_refused_before_measuring(
   with pytest.raises(SystemExit):     # a good --out is made at once
     cli.main(["bench", "step", "--out", str(made), "--bogus"])
   assert made.is_dir()
+
+
+def test_regret_and_study_take_redraw():
+  for command in ("regret", "study"):
+    parser = cli.build_parser(only=command)
+    assert parser.parse_args([command]).redraw is False
+    assert parser.parse_args([command, "--redraw"]).redraw is True

@@ -108,10 +108,14 @@ def test_parts_rounds_then_results_then_figures_on_the_main_thread(
   assert meta["figures"] == ["map_0.png", "map_1.png"]
   assert res.computed == 8
 
-  # Again: nothing computed, nothing drawn; a deleted figure is drawn again.
+  # Again: nothing computed, nothing drawn, no file rewritten; a deleted
+  # figure is drawn again.
+  written = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
   seen.clear()
   again = experiment.run_experiment(TwoRounds(), out_dir=out, progress=False)
   assert again.computed == 0 and seen == []
+  assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} \
+      == written
   assert "no new cells" in again.text
   os.remove(out / "map_1.png")
   experiment.run_experiment(TwoRounds(), out_dir=out, progress=False)

@@ -364,13 +364,16 @@ def run_experiment(
     print(f"{spec.WHAT}: {size.describe()}", file=sys.stderr, flush=True)
   out = None if out_dir is None else os.fspath(out_dir)
   config = {**spec.config(), "reproducible": reproducible}
-  old_figures, lock, previous = [], None, {}
+  old_figures, lock, previous, finished = [], None, {}, None
   if out is not None:
     error = None
     if writer:
       try:
         lock, old = open_out_dir(spec, out, config, overwrite)
-        old_figures = _read_run_json(out).get("figures") or []
+        old_json = _read_run_json(out)
+        old_figures = old_json.get("figures") or []
+        if old_json.get("status") == "complete" and not overwrite:
+          finished = _finished_files(out, old_json)
         previous = _previous(spec, out, None if overwrite else old, progress)
         _write_run_json(spec, os.path.join(out, RUN_JSON), config,
                         status="running", pid=os.getpid(), **previous)
@@ -380,7 +383,7 @@ def run_experiment(
           lock.release()
     _devices.agree(error, "it refused the results folder")
   try:
-    return _run(spec, out, config, size, old_figures, previous,
+    return _run(spec, out, config, size, old_figures, previous, finished,
                 progress=progress, overwrite=overwrite, plots=plots,
                 redraw=redraw, reproducible=reproducible, on_chunk=on_chunk)
   finally:
@@ -403,9 +406,22 @@ def _previous(spec: Experiment, out: str, old: Optional[dict],
   return {"previous_run": how}
 
 
+def _finished_files(out: str, old_json: Mapping[str, Any]
+                    ) -> Optional[dict[str, bytes]]:
+  """A finished run's result files and their bytes (None if one is missing)."""
+  files = {}
+  for name in list(old_json.get("files") or []) + [RUN_JSON]:
+    try:
+      with open(os.path.join(out, os.path.basename(name)), "rb") as f:
+        files[os.path.basename(name)] = f.read()
+    except OSError:
+      return None
+  return files
+
+
 def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
          size: Size, old_figures: Sequence[str], previous: Mapping[str, str],
-         *, progress: bool,
+         finished: Optional[Mapping[str, bytes]], *, progress: bool,
          overwrite: bool, plots: bool, redraw: bool, reproducible: bool,
          on_chunk: Optional[Callable[[engine.ChunkInfo], None]]) -> Result:
   """The run after the folder is taken: parts, tables, files, figures."""
@@ -435,7 +451,12 @@ def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
                   seconds=seconds, files={}, computed=computed)
   result = dataclasses.replace(result, text=spec.format_summary(result))
   if out is not None and writer:
-    _write_results(spec, result, out, config, size, previous)
+    if computed == 0 and finished:
+      # A finished folder with nothing computed: its files stay as the run
+      # that made them wrote them (run.json back from "running").
+      _store.atomic_write(os.path.join(out, RUN_JSON), finished[RUN_JSON])
+    else:
+      _write_results(spec, result, out, config, size, previous)
     if plots:
       _draw(spec, result, out, redraw or computed > 0, old_figures)
   return result

@@ -103,7 +103,7 @@ def given(args: argparse.Namespace, options: Sequence[Any]) -> dict[str, Any]:
 
 def add_output_options(p: argparse.ArgumentParser, default_out: str,
                        what: str) -> None:
-  """--out, --overwrite, --no-progress, --no-plots."""
+  """--out, --overwrite, --no-progress, --no-plots, --redraw."""
   out = p.add_argument_group("output")
   out.add_argument("--out", default=None, metavar="DIR",
                    help=f"results folder (resumable: the same command again "
@@ -114,6 +114,9 @@ def add_output_options(p: argparse.ArgumentParser, default_out: str,
   out.add_argument("--no-progress", action="store_true",
                    help="no size and progress lines on stderr")
   out.add_argument("--no-plots", action="store_true", help="skip the figures")
+  out.add_argument("--redraw", action="store_true",
+                   help="draw every figure again from the written tables (a "
+                        "finished --out otherwise draws only missing ones)")
 
 
 def add_distributed_options(p: argparse.ArgumentParser) -> None:

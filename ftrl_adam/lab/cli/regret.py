@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
   def go() -> int:
     result = study.run_beta_grid(
         spec, out_dir=out, progress=not args.no_progress,
-        overwrite=args.overwrite, plots=not args.no_plots,
+        overwrite=args.overwrite, plots=not args.no_plots, redraw=args.redraw,
         reproducible=args.reproducible)
     print(result.text)
     _common.print_written(result.files, out)

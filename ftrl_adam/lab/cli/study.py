@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
   def go() -> int:
     result = study.run_study(
         spec, out_dir=out, progress=not args.no_progress,
-        overwrite=args.overwrite, plots=not args.no_plots, verbose=True)
+        overwrite=args.overwrite, plots=not args.no_plots, redraw=args.redraw,
+        verbose=True)
     _common.print_written(result.files, out)
     return 0
 

@@ -438,6 +438,7 @@ def run_study(
     progress: bool = True,
     overwrite: bool = False,
     plots: bool = True,
+    redraw: bool = False,
     task_options: Optional[Mapping[str, Any]] = None,
     verbose: bool = True,
     reproducible: bool = True,
@@ -467,6 +468,8 @@ def run_study(
     progress: the runner's size line and progress lines (stderr).
     overwrite: start ``out_dir`` afresh instead of resuming.
     plots: write the heatmaps (needs ``out_dir``).
+    redraw: draw every figure again (a finished folder otherwise draws only
+      the missing ones).
     task_options: keyword arguments of the built-in task when ``task`` is a
       name.
     verbose: print the summary.
@@ -505,7 +508,7 @@ def run_study(
   res = run_experiment(spec, out_dir=out_dir, progress=progress,
                        overwrite=overwrite,
                        plots=plots and out_dir is not None,
-                       reproducible=reproducible)
+                       redraw=redraw, reproducible=reproducible)
   text = res.text
   if verbose and jax.process_index() == 0:
     print(text)
