@@ -296,15 +296,19 @@ def test_foreign_corrupt_and_changed_folders_are_refused(tmp_path, capsys):
 
   assert _quick(folder, "--d", "3") == 2          # changed arguments
   err = capsys.readouterr().err
-  assert "different beta-grid" in err and "d: 4 -> 3" in err
+  assert "different beta-grid" in err and "--d: 4 -> 3" in err
   assert "--overwrite" in err and "--out" in err
+  assert "To resume it, give the values it was run with" in err
 
   chunk = folder / "grid_switch" / "chunk_000000.npz"
   good = chunk.read_bytes()
   chunk.write_bytes(good[: len(good) // 2])        # a damaged chunk
+  json_before = (folder / "run.json").read_bytes()
   assert _quick(folder) == 2
   err = capsys.readouterr().err
   assert "chunk_000000.npz" in err and "corrupt" in err and "Delete it" in err
+  # refused, not interrupted: run.json says what it said before
+  assert (folder / "run.json").read_bytes() == json_before
   chunk.write_bytes(good)
 
   run_json = folder / "run.json"

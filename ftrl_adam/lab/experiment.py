@@ -111,7 +111,7 @@ def check_size(size: Size) -> None:
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
   keys = sorted(set(old) | set(new))
-  return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+  return ", ".join(f"`{k}`: {old.get(k)!r} -> {new.get(k)!r}"
                    for k in keys if old.get(k) != new.get(k))
 
 
@@ -178,7 +178,8 @@ def _check_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
         f"format_version: {old.get('format_version')!r} -> {FORMAT_VERSION}")
     raise ResultsFolderError(
         f"{out_dir!r} holds the results of a different {what} (changed: "
-        f"{changes}); they are never mixed. " + hint)
+        f"{changes}); they are never mixed. To resume it, give the values "
+        f"it was run with; or " + hint[0].lower() + hint[1:])
   return old
 
 
@@ -365,12 +366,14 @@ def run_experiment(
   out = None if out_dir is None else os.fspath(out_dir)
   config = {**spec.config(), "reproducible": reproducible}
   old_figures, lock, previous, finished = [], None, {}, None
+  old_bytes = None
   if out is not None:
     error = None
     if writer:
       try:
         lock, old = open_out_dir(spec, out, config, overwrite)
         old_json = _read_run_json(out)
+        old_bytes = _read_bytes(os.path.join(out, RUN_JSON))
         old_figures = old_json.get("figures") or []
         if old_json.get("status") == "complete" and not overwrite:
           finished = _finished_files(out, old_json)
@@ -384,7 +387,7 @@ def run_experiment(
     _devices.agree(error, "it refused the results folder")
   try:
     return _run(spec, out, config, size, old_figures, previous, finished,
-                progress=progress, overwrite=overwrite, plots=plots,
+                old_bytes, progress=progress, overwrite=overwrite, plots=plots,
                 redraw=redraw, reproducible=reproducible, on_chunk=on_chunk)
   finally:
     if lock is not None:
@@ -406,6 +409,14 @@ def _previous(spec: Experiment, out: str, old: Optional[dict],
   return {"previous_run": how}
 
 
+def _read_bytes(path: str) -> Optional[bytes]:
+  try:
+    with open(path, "rb") as f:
+      return f.read()
+  except OSError:
+    return None
+
+
 def _finished_files(out: str, old_json: Mapping[str, Any]
                     ) -> Optional[dict[str, bytes]]:
   """A finished run's result files and their bytes (None if one is missing)."""
@@ -421,7 +432,8 @@ def _finished_files(out: str, old_json: Mapping[str, Any]
 
 def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
          size: Size, old_figures: Sequence[str], previous: Mapping[str, str],
-         finished: Optional[Mapping[str, bytes]], *, progress: bool,
+         finished: Optional[Mapping[str, bytes]],
+         old_bytes: Optional[bytes], *, progress: bool,
          overwrite: bool, plots: bool, redraw: bool, reproducible: bool,
          on_chunk: Optional[Callable[[engine.ChunkInfo], None]]) -> Result:
   """The run after the folder is taken: parts, tables, files, figures."""
@@ -434,12 +446,17 @@ def _run(spec: Experiment, out: Optional[str], config: Mapping[str, Any],
     done, computed = _run_parts(
         spec, out, progress=progress, overwrite=overwrite, options=options,
         on_chunk=on_chunk, plots=plots, seconds=seconds)
-  except BaseException:
+  except BaseException as e:
     if out is not None and writer:
       try:
-        _write_run_json(spec, os.path.join(out, RUN_JSON), config,
-                        status="interrupted",
-                        note="run the same command again to resume")
+        if isinstance(e, ResultsFolderError) and old_bytes is not None:
+          # Refused (e.g. chunks of another device count): the folder's
+          # run.json says again what it said before this run looked at it.
+          _store.atomic_write(os.path.join(out, RUN_JSON), old_bytes)
+        else:
+          _write_run_json(spec, os.path.join(out, RUN_JSON), config,
+                          status="interrupted",
+                          note="run the same command again to resume")
       except OSError:
         pass
     raise
