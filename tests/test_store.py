@@ -204,6 +204,10 @@ def test_moved_missing_and_rewritten_recording_chunks_are_refused(tmp_path):
   np.savez(buf, **arrays)
   last.write_bytes(buf.getvalue())
   _one_line_error(lambda: fa.recorded_gradients(tmp_path), "does not match")
+  # a writer reopening it adds nothing to it: refused before any round
+  _one_line_error(lambda: fa.RegretRecorder(tmp_path, max_rounds=100),
+                  "g_000000005_000000008.npz' does not match its SHA-256 .* "
+                  "not added to")
 
 
 @pytest.mark.parametrize("crafted", ["../x.npz", "/abs/x.npz", "sub/x.npz",
@@ -345,6 +349,9 @@ def test_snapshot_folders_refuse_a_swapped_step_and_a_deleted_last_step(
   s10.write_bytes(s15.read_bytes())                 # step 15's data as 10's
   _one_line_error(lambda: fa.PosthocSnapshots.load(tmp_path),
                   "step_000000010.npz' does not match its SHA-256")
+  _one_line_error(lambda: fa.PosthocSnapshotKeeper(5, tmp_path),
+                  "step_000000010.npz' does not match its SHA-256 .* not "
+                  "added to")
   s10.write_bytes(keep)
   (tmp_path / "step_000000020.npz").unlink()        # the last step deleted
   _one_line_error(lambda: fa.PosthocSnapshots.load(tmp_path),
