@@ -336,6 +336,8 @@ def test_foreign_corrupt_and_changed_folders_are_refused(tmp_path, capsys):
     (["--b1", "log1m:0.5:0.9"], "--b1: Cannot parse axis"),
     (["--seeds", "0"], "--seeds must be a number of seeds"),
     (["--seeds", "1,1"], "--seeds has duplicates"),
+    (["--seeds", "2.0"], "--seeds must be a number of seeds (an integer >= 1: seeds 0..n-1) or a list of integer seeds such as 3,7"),
+    (["--seeds", "1e0"], "--seeds must be a number of seeds (an integer >= 1: seeds 0..n-1) or a list of integer seeds such as 3,7"),
     (["--adversaries", "switch,nope"], "--adversaries: unknown adversary 'nope'"),
     (["--T", "0"], "--T must be an integer >= 1"),
     (["--T", "ten"], "argument --T: invalid int value"),

@@ -150,7 +150,9 @@ def _import_adversary(path: str) -> _adv.Adversary:
       raise ValueError(f"{where}: calling {attr}() failed ({type(e).__name__}"
                        f": {e}).") from e
   if not isinstance(obj, _adv.Adversary):
-    raise ValueError(f"{where} is a {type(obj).__name__}, not a "
+    kind = type(obj).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    raise ValueError(f"{where} is {article} {kind}, not a "
                      f"regret.Adversary (or a function returning one).")
   return obj
 
