@@ -18,6 +18,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -239,6 +240,33 @@ def test_damaged_results_folders_are_one_line_from_the_cli_naming_the_flag(
   assert f"{str(part)!r} is a symbolic link" in line
   assert "--overwrite does not delete it" in line
   assert (elsewhere / "manifest.json").exists()
+  # ... nor resumed: nothing read from it or written through it
+  (elsewhere / "chunk_000000.npz").unlink()
+  before = sorted(p.name for p in elsewhere.iterdir())
+  assert _main(one) == 2
+  line = _err_line(capsys)
+  assert f"{str(part)!r} is a symbolic link" in line
+  assert "neither trusted nor written through it" in line
+  assert sorted(p.name for p in elsewhere.iterdir()) == before
+  shutil.rmtree(elsewhere)                           # a dangling link
+  assert _main(one) == 2
+  assert f"{str(part)!r} is a symbolic link" in _err_line(capsys)
+
+
+@pytest.mark.parametrize("key", ["fingerprint", "n_chunks", "chunk_size"])
+def test_a_manifest_without_a_key_it_resumes_by_is_one_line(tmp_path, capsys,
+                                                             key):
+  out = tmp_path / "out"
+  one = [*TINY, "--no-progress", "--no-plots", "--out", str(out)]
+  assert _main(one) == 0
+  capsys.readouterr()
+  path = out / "grid_gaussian" / "manifest.json"
+  manifest = json.loads(path.read_text())
+  del manifest[key]                   # was: KeyError, a traceback, exit 1
+  path.write_text(json.dumps(manifest))
+  assert _main(one) == 2
+  line = _err_line(capsys)
+  assert f"{str(path)!r} has no valid {key!r}" in line and "damaged" in line
 
 
 def test_an_oserror_without_errno_is_reported_by_its_text(capsys):

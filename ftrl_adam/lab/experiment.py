@@ -183,15 +183,24 @@ def _check_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
   return old
 
 
+def _refuse_linked_parts(spec: Any, out_dir: str, overwrite: bool) -> None:
+  """A ``grid_*`` entry that is a symbolic link is not a folder this
+  experiment wrote: never resumed (written through) nor deleted."""
+  for n in sorted(os.listdir(out_dir)):
+    p = os.path.join(out_dir, n)
+    if n.startswith("grid_") and os.path.islink(p):
+      what = ("so overwrite=True does not delete it" if overwrite else
+              "so its chunks are neither trusted nor written through it")
+      raise ResultsFolderError(
+          f"{p!r} is a symbolic link, not a folder the {spec.WHAT} wrote, "
+          f"{what}: remove the link yourself, or pick a new (or empty) "
+          "out_dir.")
+
+
 def _clear(spec: Any, out_dir: str) -> None:
   """overwrite: deletes the experiment's own files and engine folders."""
   for n in sorted(os.listdir(out_dir)):
     p = os.path.join(out_dir, n)
-    if n.startswith("grid_") and os.path.islink(p):
-      raise ResultsFolderError(
-          f"{p!r} is a symbolic link, not a folder the {spec.WHAT} wrote, so "
-          "overwrite=True does not delete it: remove the link yourself, or "
-          "pick a new (or empty) out_dir.")
     if os.path.isfile(p) and _own_file(spec, n):
       os.remove(p)
     elif os.path.isdir(p) and n.startswith("grid_") and _is_engine_folder(p):
@@ -218,6 +227,8 @@ def open_out_dir(spec: Any, out_dir: str, config: Mapping[str, Any],
         str(e)) from None
   try:
     old = _check_out_dir(spec, out_dir, config, overwrite)
+    if old is not None:
+      _refuse_linked_parts(spec, out_dir, overwrite)
     if overwrite and old is not None:
       _clear(spec, out_dir)
   except BaseException:

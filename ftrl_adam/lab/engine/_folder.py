@@ -132,6 +132,17 @@ def _read_manifest(folder: str) -> dict:
   return manifest
 
 
+def _check_keys(folder: str, manifest: Mapping[str, Any]) -> None:
+  """The keys a resume reads, present and of their types (else one line)."""
+  for key, kind in (("fingerprint", str), ("n_chunks", int),
+                    ("chunk_size", int)):
+    value = manifest.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+      raise ResultsFolderError(
+          f"{os.path.join(folder, MANIFEST)!r} has no valid {key!r} (got "
+          f"{value!r}): the folder is damaged. " + _fix_hint())
+
+
 class ResultsFolder:
   """A results folder this run writes: its lock held, its manifest in hand.
 
@@ -188,6 +199,7 @@ class ResultsFolder:
           f"{where} was written by an earlier ftrl_adam (results format "
           f"{old['format_version']}, chunks without content digests): it "
           f"cannot be verified, so it is not resumed. " + _fix_hint())
+    _check_keys(self.folder, old)
     if old["fingerprint"] != manifest["fingerprint"]:
       raise ResultsFolderError(
           f"{where} holds results of a different run (fingerprint "
