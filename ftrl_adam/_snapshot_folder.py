@@ -147,6 +147,21 @@ def refuse_foreign(directory: str) -> None:
         "folder).")
 
 
+def _leaf_entry(d: Any) -> bool:
+  """Whether ``d`` is a leaf of a layout: {path: [[kind, key], ...],
+  shape: [int >= 0, ...], dtype: str}."""
+  if not isinstance(d, dict):
+    return False
+  path, shape = d.get("path"), d.get("shape")
+  return (isinstance(path, list) and all(
+      isinstance(k, list) and len(k) == 2
+      and k[0] in ("key", "index", "attr", "flat", "other") for k in path)
+          and isinstance(shape, list) and all(
+              isinstance(n, int) and not isinstance(n, bool) and n >= 0
+              for n in shape)
+          and isinstance(d.get("dtype"), str))
+
+
 def read(directory: str) -> dict:
   """The folder's manifest, header and roles checked (no data read)."""
   if not os.path.isdir(directory):
@@ -171,7 +186,7 @@ def read(directory: str) -> dict:
           f"new step >= 1 with the folder's powers {powers}. Refused.")
     steps.add(step)
   if steps and (not isinstance(powers, list) or not isinstance(layout, list)
-                or not all(isinstance(d, dict) for d in layout)):
+                or not all(_leaf_entry(d) for d in layout)):
     raise _store.StoreError(f"{path!r} has a mangled header: {directory!r} "
                             "is damaged.")
   return manifest

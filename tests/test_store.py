@@ -360,6 +360,21 @@ def test_snapshot_folders_refuse_a_swapped_step_and_a_deleted_last_step(
                   "step_000000020.npz' is listed .* but missing")
 
 
+@pytest.mark.parametrize("damage", [
+    lambda leaf: leaf.pop("path"), lambda leaf: leaf.pop("shape"),
+    lambda leaf: leaf.pop("dtype"), lambda leaf: leaf.update(path="b"),
+    lambda leaf: leaf.update(shape=[-1])])
+def test_a_snapshot_manifest_with_a_mangled_leaf_is_one_line(tmp_path, damage):
+  _snapshots(tmp_path, steps=(5, 10))
+  manifest = _manifest(tmp_path)
+  damage(manifest["leaves"][0])      # was: KeyError 'path', or a bare unpack
+  _write_manifest(tmp_path, manifest)
+  for open_it in (lambda: fa.PosthocSnapshots.load(tmp_path),
+                  lambda: fa.PosthocSnapshotKeeper(5, tmp_path)):
+    _one_line_error(open_it, "manifest.json' has a mangled header: .* is "
+                    "damaged")
+
+
 def test_a_snapshot_file_without_a_steps_data_is_one_line(tmp_path):
   _snapshots(tmp_path)
   path = tmp_path / "step_000000005.npz"
