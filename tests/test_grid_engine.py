@@ -401,8 +401,11 @@ def test_interrupt_and_resume(tmp_path):
       "chunk_000003.npz", "manifest.json"]
 
   computed.clear()
-  assert_bitwise_equal(_run(folder, on_chunk=computed.append), ref)
+  program = grid.compile_ahead(cheap_cell, cheap_table(), chunk_size=3)
+  assert_bitwise_equal(_run(folder, on_chunk=computed.append,
+                            program=program), ref)
   assert computed == []
+  assert program.compile_seconds is None   # every chunk on disk: not compiled
   manifest = json.loads((folder / "manifest.json").read_text())
   assert manifest["n_chunks"] == 4 and manifest["config"] == CHEAP_CONFIG
 

@@ -8,6 +8,7 @@ report progress, between chunks), in one process and in the CLI.
 """
 
 import os
+import logging
 import queue
 import signal
 import subprocess
@@ -135,3 +136,29 @@ def test_ctrl_c_in_the_cli_is_one_line_and_exit_130(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert "interrupted" in err and "run the same command again" in err
+
+
+def test_a_ctrl_c_in_jaxs_callback_frames_is_not_logged_while_chunks_run(
+    caplog):
+  # A SIGINT landing in JAX's frames around a progress callback (outside
+  # Progress.tick's try) was logged by JAX as "jax.debug.callback failed"
+  # with a traceback; the engine raises it as KeyboardInterrupt anyway.
+  from ftrl_adam.lab.engine import progress
+  logger = logging.getLogger("jax._src.debugging")
+  for error in (KeyboardInterrupt(), ValueError("a real failure")):
+    caplog.clear()
+    with progress.ctrl_c_unlogged(), caplog.at_level(logging.ERROR):
+      try:
+        raise error
+      except BaseException:   # noqa: BLE001 - what JAX's wrapper does
+        logger.exception("jax.debug.callback failed")
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == ([] if isinstance(error, KeyboardInterrupt)
+                      else ["jax.debug.callback failed"])
+  caplog.clear()
+  with caplog.at_level(logging.ERROR):
+    try:
+      raise KeyboardInterrupt
+    except KeyboardInterrupt:
+      logger.exception("outside a run")
+  assert [r.getMessage() for r in caplog.records] == ["outside a run"]

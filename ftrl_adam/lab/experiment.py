@@ -302,13 +302,19 @@ def _run_parts(spec: Experiment, out: Optional[str], *, progress: bool,
         program = engine.compile_ahead(
             part.cell_fn, table, chunk_size=part.chunk_size,
             group_size=part.group_size, compiler_options=options, progress=bar)
-        programs.append((program, pool.submit(program.compile)))
+        # A part whose chunks are all on disk compiles only if one turns out
+        # missing (run_grid compiles what it needs).
+        finished = out is not None and _folder.chunks_listed(os.path.join(
+            out, f"grid_{part.name}")) >= program.layout.n_chunks
+        programs.append((program, None if finished
+                         else pool.submit(program.compile)))
       if plots and out is not None and writer:
         # Matplotlib's import (0.5 s) here, on this thread, while XLA compiles.
         importlib.import_module("ftrl_adam.lab.report.figures")
       for part, table, (program, compiling) in zip(parts, tables, programs,
                                                     strict=True):
-        compiling.result()
+        if compiling is not None:
+          compiling.result()
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         res = engine.run_grid(

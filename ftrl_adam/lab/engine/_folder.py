@@ -296,6 +296,18 @@ class ResultsFolder:
     return os.path.join(self.folder, entry["file"])
 
 
+def chunks_listed(folder: str) -> int:
+  """How many chunks ``folder``'s manifest lists (0 when it has none or
+  cannot be read): a cheap look, no lock and nothing verified, to skip
+  compiling ahead for a finished part (the run itself checks everything)."""
+  try:
+    with open(os.path.join(folder, MANIFEST), "rb") as f:
+      files = json.loads(f.read()).get("files")
+    return len(files) if isinstance(files, list) else 0
+  except (OSError, ValueError, AttributeError):
+    return 0
+
+
 def open_folder(folder: str, manifest: Mapping[str, Any], *,
                 overwrite: bool) -> ResultsFolder:
   """Takes ``folder`` for this run (its lock) and makes it a results folder

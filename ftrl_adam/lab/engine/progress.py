@@ -18,6 +18,7 @@ interrupted run leaves no stray lines and no traceback).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import threading
@@ -31,6 +32,31 @@ import numpy as np
 # runner traces parts in one thread and compiles them in others).  Set only
 # inside `reporting_to`; read only while tracing.
 _TRACING = threading.local()
+
+
+class _NoCtrlCRecords(logging.Filter):
+  """Drops a log record of a KeyboardInterrupt (and only that)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, KeyboardInterrupt)
+
+
+@contextlib.contextmanager
+def ctrl_c_unlogged() -> Iterator[None]:
+  """While chunks run: a Ctrl-C that lands in JAX's own frames around a
+  progress callback (before :meth:`Progress.tick`'s ``try``) is not logged
+  by JAX as a failed callback with its traceback; the engine raises it as
+  ``KeyboardInterrupt`` when the chunk returns, as one caught in ``tick``.
+  Signals are handled on the main thread, so only the callbacks run there
+  while the chunks run can meet one."""
+  logger = logging.getLogger("jax._src.debugging")
+  quiet = _NoCtrlCRecords()
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
 
 
 def format_seconds(s: float) -> str:

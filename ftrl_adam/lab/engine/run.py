@@ -19,6 +19,7 @@ from ftrl_adam.lab.engine.program import CellFn
 from ftrl_adam.lab.engine.program import Layout
 from ftrl_adam.lab.engine.program import Program
 from ftrl_adam.lab.engine.progress import Progress
+from ftrl_adam.lab.engine.progress import ctrl_c_unlogged
 from ftrl_adam.lab.engine.tables import Table
 from ftrl_adam.lab.engine.tables import canonical_table
 from ftrl_adam.lab.engine.tables import n_rows
@@ -192,12 +193,19 @@ class _Run:
 
   def chunks(self, table: Table, done: Mapping[int, Any]) -> None:
     """Runs the chunks not done; the next is dispatched before this one is read."""
-    lay, compiled = self.program.layout, self.program.compile()
-    pending = None
+    lay = self.program.layout
+    todo = [i for i in range(lay.n_chunks) if i not in done]
+    if not todo:      # every chunk on disk: nothing to compile
+      return
+    compiled = self.program.compile()
+    with ctrl_c_unlogged():
+      self._run_chunks(table, todo, compiled)
+
+  def _run_chunks(self, table: Table, todo: Sequence[int], compiled: Any
+                  ) -> None:
+    lay, pending = self.program.layout, None
     try:
-      for i in range(lay.n_chunks):
-        if i in done:
-          continue
+      for i in todo:
         start, stop = lay.rows(i, self.n)
         inputs = _chunk_inputs(self.program, table, start, stop)
         self.bar.chunk_started(stop - start)
