@@ -18,7 +18,8 @@ import threading
 import time
 
 _CHILD = textwrap.dedent("""
-    import sys
+    import faulthandler, signal, sys
+    faulthandler.register(signal.SIGUSR1, all_threads=True)   # the test's dump
     import jax, jax.numpy as jnp
     from ftrl_adam import grid
 
@@ -104,6 +105,9 @@ def test_sigint_at_many_points_of_a_run_leaves_no_traceback(tmp_path):
       proc.stdin.flush()
       proc.wait(timeout=120)
     except (BrokenPipeError, queue.Empty):   # the child died or hangs
+      if proc.poll() is None:   # hangs: every thread's stack into stderr
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
       proc.kill()
       proc.wait()
     finally:
@@ -111,7 +115,8 @@ def test_sigint_at_many_points_of_a_run_leaves_no_traceback(tmp_path):
         proc.kill()
     errf.seek(0)
     err = errf.read()
-  assert proc.returncode == 0, err[-3000:]
+  stacks = err[err.find("Thread 0x"):] if "Thread 0x" in err else err[-3000:]
+  assert proc.returncode == 0, (said, stacks[-6000:])
   assert set(said) <= {"interrupted", "finished"}, said
   assert said.count("interrupted") >= len(delays) // 2, said
   assert "Traceback" not in err and "Error" not in err, err[-3000:]
