@@ -363,8 +363,7 @@ def read_manifest(folder: str, fmt: str, what: str,
 def check_listed(folder: str, manifest: Mapping[str, Any], what: str) -> None:
   """Every file the manifest lists is present and the one written there (its
   SHA-256): a writer reopening a folder adds nothing to a damaged one.
-
-  Hashing reads every file once (about 1 GB/s), as a reader would.
+  Every file is read once, as a reader would.
   """
   for entry in manifest.get("files", []):
     path = os.path.join(folder, entry["file"])
@@ -376,10 +375,16 @@ def check_listed(folder: str, manifest: Mapping[str, Any], what: str) -> None:
       for block in iter(lambda: f.read(1 << 20), b""):   # noqa: B023
         digest.update(block)
     if digest.hexdigest() != entry["sha256"]:
-      raise StoreError(
-          f"{path!r} does not match its SHA-256 in the manifest of {folder!r}:"
-          " the file is corrupt (truncated, damaged) or not the one written "
-          f"there (rewritten, swapped). Refused: the {what} is not added to.")
+      raise _not_as_written(path, folder, f"the {what} is not added to")
+
+
+def _not_as_written(path: str, folder: str, refused: str = "") -> StoreError:
+  """The error of a file whose bytes are not those its manifest's digest
+  names (readers and reopening writers say the same)."""
+  return StoreError(
+      f"{path!r} does not match its SHA-256 in the manifest of {folder!r}: "
+      "the file is corrupt (truncated, damaged) or not the one written "
+      f"there (rewritten, swapped). Refused{': ' + refused if refused else ''}.")
 
 
 # ----------------------------------------------------------------------------
@@ -471,10 +476,7 @@ def load_arrays(folder: str, entry: Mapping[str, Any], *, name: str,
     raise StoreError(f"{path!r} of the {what} {folder!r} is unreadable "
                      f"({why}): the {what} is incomplete.") from None
   if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-    raise StoreError(
-        f"{path!r} does not match its SHA-256 in the manifest of {folder!r}: "
-        "the file is corrupt (truncated, damaged) or not the one written "
-        "there (rewritten, swapped). Refused.")
+    raise _not_as_written(path, folder)
   try:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
       arrays = {k: z[k] for k in z.files}      # reading checks every CRC

@@ -37,7 +37,7 @@ _CHILD = textwrap.dedent("""
     # Between runs a SIGINT is ignored: the child waits on stdin, the signal
     # reaches one of XLA's threads, and Python would raise it in the main
     # thread as soon as the next line arrives, losing that line (the child
-    # then waited for ever: seen once in 20 suite runs on loaded cores).
+    # then waited for ever: seen in two suite runs on loaded cores).
     def between_runs():
       while True:
         try:
@@ -96,11 +96,11 @@ def test_sigint_at_many_points_of_a_run_leaves_no_traceback(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=errf, text=True)
+    said = []
     try:
       lines = _lines(proc.stdout)
       assert lines.get(timeout=120) == "ready"
       delays = (0.05, 0.3, 0.8, 0.15, 1.2, 0.5)
-      said = []
       for delay in delays:
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)

@@ -119,8 +119,8 @@ def seeds(spec: Any) -> tuple[int, ...]:
   """Seeds from a count n (0..n-1), a list of ints, or an axis spec."""
   if isinstance(spec, str) and spec.strip().lstrip("-").isdigit():
     spec = int(spec)
-  single = (isinstance(spec, (float, np.floating)) or isinstance(spec, str)
-            and "," not in spec and ":" not in spec)
+  single = isinstance(spec, (float, np.floating)) or (
+      isinstance(spec, str) and "," not in spec and ":" not in spec)
   if single:      # "2.0", "1e0": a count or a seed? Neither is guessed.
     raise ValueError(
         f"`seeds` must be a number of seeds (an integer >= 1: seeds 0..n-1) "
