@@ -48,10 +48,10 @@ from ftrl_adam.monitor import MonitoredRegret
 from ftrl_adam.monitor import RegretMonitorState
 from ftrl_adam.monitor import regret_monitor
 from ftrl_adam.monitor import regret_of
+from ftrl_adam._synthesis import posthoc_ema
+from ftrl_adam._synthesis import posthoc_ema_weights
 from ftrl_adam.posthoc import PosthocEmaState
-from ftrl_adam.posthoc import posthoc_ema
 from ftrl_adam.posthoc import posthoc_ema_params
-from ftrl_adam.posthoc import posthoc_ema_weights
 from ftrl_adam.posthoc import posthoc_emas_of
 from ftrl_adam.posthoc import with_posthoc_ema
 from ftrl_adam.recipes import ahn_cutkosky

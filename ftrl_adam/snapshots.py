@@ -3,8 +3,8 @@
 :func:`ftrl_adam.posthoc_ema_params` keeps several power EMAs of the
 parameters; a :class:`PosthocSnapshotKeeper` stores them every k steps, in
 memory or in a folder; :class:`PosthocSnapshots` holds them for
-:func:`ftrl_adam.posthoc_ema` (module ``ftrl_adam.posthoc``, the
-mathematics).  A snapshot folder is one of the package's self-verifying
+:func:`ftrl_adam.posthoc_ema` (module ``ftrl_adam._synthesis``; the
+mathematics in ``ftrl_adam.posthoc``).  A snapshot folder is one of the package's self-verifying
 folders (``ftrl_adam._store``; its format is ``ftrl_adam._snapshot_folder``)::
 
     directory/

@@ -1,4 +1,4 @@
-"""Specification of post-hoc EMA (ftrl_adam.posthoc; Karras et al. 2024).
+"""Specification of post-hoc EMA (ftrl_adam.posthoc and ftrl_adam._synthesis; Karras et al. 2024).
 
 The central check: the EMA synthesised post hoc from stored snapshots for a
 width sigma_rel equals the power EMA of that width run directly (a literal
@@ -23,7 +23,7 @@ import optax
 import pytest
 
 import ftrl_adam as fa
-from ftrl_adam import posthoc as ph
+from ftrl_adam import _synthesis as ph
 
 T = 400            # steps of the recorded trajectory
 EVERY = 10         # snapshot period
