@@ -178,7 +178,8 @@ def test_halving_rows_are_the_full_grids_bit_for_bit_one_program_per_rung(
   assert "nan above: halving stopped every configuration of that row" in \
       result.text
   titles = {f.name: f.title for f in spec.figures(result)}
-  assert "grey: stopped by halving" in titles["heatmap_val_loss"]
+  for name in ("heatmap_val_loss", "heatmap_lr"):   # the tuned lr's greys too
+    assert "grey: stopped by halving" in titles[name], (name, titles[name])
   assert "heatmap_stopped_at" in titles
 
 

@@ -174,8 +174,8 @@ def heatmaps(tuned: Mapping[str, np.ndarray], metrics: Sequence[str],
   the finite values, so a few diverging cells do not wash out the rest; the
   numbers written in the cells are the true ones.  Axes named b1 or b2 are
   drawn in log(1 - b); with (b1, b2) shown the lines b2 = b1 and b2 = b1**2
-  are drawn.  ``stopped_early`` (a halving study) says in the metrics'
-  titles that grey cells are those halving stopped before the last step.
+  are drawn.  ``stopped_early`` (a halving study) says in every
+  title that grey cells are those halving stopped before the last step.
   """
   x, y = shown
   betas = tuple(a for a, name in (("x", x), ("y", y)) if name in ("b1", "b2"))
@@ -185,18 +185,18 @@ def heatmaps(tuned: Mapping[str, np.ndarray], metrics: Sequence[str],
   tuned_words = f"{what} tuned per cell, " if what else ""
   common = dict(source="tuned", x=x, y=y, log_one_minus=log1m,
                 overlays=overlays, annotate=annotate)
+  grey = "; grey: stopped by halving before the end" if stopped_early else ""
   out = [Heatmap(name=f"heatmap_{m}", value=m, log_value=_wide(tuned[m]),
                  color_range=capped(tuned[m]),
                  label=(f"{m} at the tuned {what} (mean over seeds)" if what
                         else f"{m} (mean over seeds)"),
-                 title=(f"{task_name}: {m}, {tuned_words}mean over seeds"
-                        + ("; grey: stopped by halving before the end"
-                           if stopped_early else "")),
+                 title=f"{task_name}: {m}, {tuned_words}mean over seeds{grey}",
                  **common) for m in metrics]
   out += [Heatmap(name=f"heatmap_{t}", value=f"{t}_{metrics[0]}",
                   log_value=bool(np.all(np.asarray(
                       tuned[f"{t}_{metrics[0]}"]) > 0)), label=f"tuned {t}",
-                  title=f"{task_name}: {t} tuned for {metrics[0]}", **common)
+                  title=f"{task_name}: {t} tuned for {metrics[0]}{grey}",
+                  **common)
           for t in tuned_axes]
   return out + list(extra)
 
