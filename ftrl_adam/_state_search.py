@@ -55,22 +55,26 @@ def _state_name(path: tuple[Any, ...]) -> Optional[str]:
 
 
 def _is_state_dict(x: Any, cls: type) -> bool:
-  """A mapping with exactly the fields of the NamedTuple ``cls``.
+  """A mapping with the fields of the NamedTuple ``cls``.
 
   ``nnx.state(optimizer)`` and an Orbax restore without a target turn optax's
-  NamedTuple states into such dicts (field name -> value).
+  NamedTuple states into such dicts (field name -> value); a field that
+  defaults to None and holds None (an empty subtree) may be left out.
   """
-  if not isinstance(x, Mapping) or len(x) != len(cls._fields):
+  if not isinstance(x, Mapping):
     return False
   try:
-    return set(x.keys()) == set(cls._fields)
+    keys = set(x.keys())
   except TypeError:  # pragma: no cover - unhashable keys
     return False
+  return set(cls._fields) - set(cls._field_defaults) <= keys <= set(cls._fields)
 
 
 def field(state: Any, name: str) -> Any:
   """A field of a state found by :func:`find_state` (NamedTuple or dict form)."""
-  return state[name] if isinstance(state, Mapping) else getattr(state, name)
+  if isinstance(state, Mapping):
+    return state.get(name)   # None: a None field left out of the dict form
+  return getattr(state, name)
 
 
 def find_state(tree: Any, cls: type, name: Optional[str], factory: str) -> Any:

@@ -66,9 +66,11 @@ _is_none = _numerics.is_none
 DOMAINS = _d3.DOMAINS
 
 
-# The rows of RegretMonitorState.streams and the entries of .sums.
+# The rows of RegretMonitorState.streams and the entries of .sums: the running
+# sums (the last three only with the ball's bound), then the settings.
 ROWS = ("play", "sum_grads", "v", "e", "sigma")
 SUMS = ("loss", "regret", "max_regret", "v", "e", "sigma")
+SETTINGS = ("radius", "c", "fraction", "coords_id_high", "coords_id_low")
 
 
 class RegretMonitorState(NamedTuple):
@@ -78,7 +80,9 @@ class RegretMonitorState(NamedTuple):
   or a vector of ``coords`` entries (a random subset for the box, held by
   at most ``leaves`` leaves; a count-sketch for the ball).  The streams of
   the monitored coordinates are stacked (``ROWS``), and so are the scalars
-  (``SUMS``): a step updates each stack in one kernel.
+  and the settings (``SUMS``, ``SETTINGS``): a step updates each stack in one
+  kernel, and a small model's step pays for few buffers (each costs a CPU
+  step about 2.5 us to pass, measured with ``ftrl-adam bench step``).
 
   Attributes:
     count: steps seen, int32, saturating.
@@ -90,10 +94,13 @@ class RegretMonitorState(NamedTuple):
       (rows, k) for a subset or a sketch; a tuple of params-like trees
       (one per row) when every coordinate is monitored.
     sums: float32 vector: ``loss`` = r_t, ``regret`` = r_t + D ||M_t|| (the
-      norm of ``domain``), ``max_regret`` = its maximum over s <= t, and with
-      the ball bound its D3 streams V_t, E_t, Sigma_t (scalars).
+      norm of ``domain``), ``max_regret`` = its maximum over s <= t, with
+      the ball bound its D3 streams V_t, E_t, Sigma_t (scalars), and last
+      the settings (``SETTINGS``), read as the properties below.
     recent: the last ``record_every`` monitored gradients (round t in row
-      ``(t - 1) % record_every``), or an empty array.
+      ``(t - 1) % record_every``), or None without ``record_every``.
+
+  Properties (read from ``sums``):
     radius: D, float32.
     c: the constant c of the bound, float32 (NaN when not tracked).
     fraction: monitored entries / parameters, float32 (1 by default): the
@@ -107,11 +114,43 @@ class RegretMonitorState(NamedTuple):
   inner: optax.OptState
   streams: Any
   sums: jax.Array
-  recent: Any
-  radius: jax.Array
-  c: jax.Array
-  fraction: jax.Array
-  coords_id: jax.Array
+  recent: Any = None
+
+  @property
+  def radius(self) -> jax.Array:
+    return settings_of(self.sums)["radius"]
+
+  @property
+  def c(self) -> jax.Array:
+    return settings_of(self.sums)["c"]
+
+  @property
+  def fraction(self) -> jax.Array:
+    return settings_of(self.sums)["fraction"]
+
+  @property
+  def coords_id(self) -> jax.Array:
+    return settings_of(self.sums)["coords_id"]
+
+
+def settings_of(sums: Any) -> dict:
+  """radius, c, fraction and coords_id from a monitor state's ``sums``.
+
+  The selection's id (31 bits) is kept as two float32 halves of 16 bits,
+  each exact, so that every setting lives in the one float32 vector.
+  """
+  sums = jnp.asarray(sums)
+  out = {name: sums[..., i - len(SETTINGS)]
+         for i, name in enumerate(SETTINGS[:3])}
+  high, low = (sums[..., i - 2].astype(jnp.int32) for i in range(2))
+  out["coords_id"] = high * 65536 + low
+  return out
+
+
+def _settings_row(settings, view) -> np.ndarray:
+  c = np.nan if settings.c is None else settings.c
+  return np.array([settings.radius, c, view.k / max(view.n, 1),
+                   view.id >> 16, view.id & 0xFFFF], np.float64)
 
 
 class MonitoredRegret(NamedTuple):
@@ -235,15 +274,12 @@ class _Monitor:
       streams = view.zeros(params, (rows,))
     sums = [0.0, 0.0, -np.inf] + ([0.0] * 3 if s.b2 is not None
                                   and s.domain == "ball" else [])
+    sums = np.concatenate([sums, _settings_row(s, view)])
     return self.wrap(RegretMonitorState(
         count=scalar(0, jnp.int32), inner=self.tx.init(params),
         streams=streams, sums=scalar(np.array(sums)),
-        recent=(scalar(np.zeros((0,))) if self.record_every is None
-                else view.zeros(params, (self.record_every,))),
-        radius=scalar(s.radius),
-        c=scalar(np.nan if s.c is None else s.c),
-        fraction=scalar(view.k / max(view.n, 1)),
-        coords_id=scalar(view.id, jnp.int32)))
+        recent=(None if self.record_every is None
+                else view.zeros(params, (self.record_every,)))))
 
   def update(self, updates, state, params=None, **extra_args):
     st = state if self.name is None else state[self.name]
@@ -291,8 +327,9 @@ class _Monitor:
       else:
         rows += _box_streams(step, streams[2:], g)
     rows = tuple(rows) if self.mode == "all" else jnp.stack(rows)
-    return rows, jnp.stack(
-        [loss, regret, jnp.maximum(sums[2], regret)] + extra)
+    return rows, jnp.concatenate([jnp.stack(
+        [loss, regret, jnp.maximum(sums[2], regret)] + extra),
+                                  sums[-len(SETTINGS):]])
 
 
 def _add_pairs(p, q):
@@ -539,7 +576,7 @@ def regret_of(opt_state: Any, name: Optional[str] = None) -> MonitoredRegret:
   st = _monitor_state(opt_state, name)
   sum_grads, sums = st.streams[1], st.sums
   k = int(sum(math.prod(np.shape(x)) for x in jax.tree.leaves(sum_grads)))
-  if np.shape(sums)[-1] == len(SUMS):       # the ball's D3 streams: scalars
+  if np.shape(sums)[-1] == len(SUMS) + len(SETTINGS):   # the ball's D3 streams
     streams = [sums[3], sums[4], sums[5]]
   else:                                     # the box's: rows (none untracked)
     streams = list(st.streams[2:])

@@ -33,7 +33,7 @@ import numpy as np
 from ftrl_adam import _checks
 from ftrl_adam import _state_search
 from ftrl_adam import _store
-from ftrl_adam.monitor import RegretMonitorState
+from ftrl_adam.monitor import RegretMonitorState, settings_of
 
 FORMAT = "ftrl_adam.gradient_recording"
 VERSION = 2          # 2: per-chunk roles and SHA-256, one writer (a lock)
@@ -142,8 +142,11 @@ def _monitor_fields(opt_state: Any, name: Optional[str]) -> dict:
   """count, recent, coords_id and fraction of the one monitor in the state."""
   state = _state_search.find_state(opt_state, RegretMonitorState, name,
                                    "regret_monitor")
-  return {f: _state_search.unwrap_variables(_state_search.field(state, f))
-          for f in ("count", "recent", "coords_id", "fraction")}
+  out = {f: _state_search.unwrap_variables(_state_search.field(state, f))
+         for f in ("count", "recent", "sums")}
+  settings = settings_of(out.pop("sums"))
+  return {**out, "coords_id": settings["coords_id"],
+          "fraction": settings["fraction"]}
 
 
 class RegretRecorder:
@@ -291,7 +294,7 @@ class RegretRecorder:
     """(the new rounds' gradients [n, d] or None, coords_id, fraction)."""
     st = _monitor_fields(opt_state, self.name)
     leaves = [np.asarray(x) for x in jax.tree.leaves(st["recent"])]
-    if not leaves or leaves[0].size == 0:
+    if not leaves:
       raise ValueError(
           "The monitor keeps no gradients to record: build it with "
           "`regret_monitor(..., record_every=B)`.")

@@ -44,7 +44,7 @@ def _feed(tx, grads, params):
 
 def _d3_streams(state):
   """(V, E, Sigma) of a monitor's state: rows of the box, entries of the ball's sums."""
-  if state.sums.shape[-1] == len(monitor.SUMS):
+  if state.sums.shape[-1] == len(monitor.SUMS) + len(monitor.SETTINGS):
     return state.sums[3], state.sums[4], state.sums[5]
   i = monitor.ROWS.index("v")
   return state.streams[i], state.streams[i + 1], state.streams[i + 2]
@@ -336,7 +336,7 @@ def test_the_bound_is_nan_without_b2_and_c():
   state = tx.init(jnp.zeros(2))
   _, state = tx.update(jnp.ones(2), state, jnp.zeros(2))
   assert np.isnan(float(fa.regret_of(state).bound))
-  assert len(state.streams) == 2 and state.sums.shape == (3,)   # no D3 rows
+  assert len(state.streams) == 2 and state.sums.shape == (3 + 5,)   # no D3
 
 
 def test_init_on_shape_dtype_structs():

@@ -49,7 +49,7 @@ def test_wrapping_ftrl_adam_takes_its_hyperparameters(domain):
   rep = fa.regret_of(implicit)
   assert np.isfinite(float(rep.bound))
   # The domain comes along: the ball's D3 streams are scalars.
-  assert implicit.sums.shape == ((3,) if domain == "box" else (6,))
+  assert implicit.sums.shape == ((3 + 5,) if domain == "box" else (6 + 5,))
 
 
 def test_what_cannot_be_read_is_asked_for():
