@@ -25,6 +25,7 @@ import optax
 import pytest
 
 import ftrl_adam as fa
+from ftrl_adam import _coords
 from ftrl_adam import monitor
 from ftrl_adam import regret
 from helpers import flat
@@ -337,6 +338,33 @@ def test_the_bound_is_nan_without_b2_and_c():
   _, state = tx.update(jnp.ones(2), state, jnp.zeros(2))
   assert np.isnan(float(fa.regret_of(state).bound))
   assert len(state.streams) == 2 and state.sums.shape == (3 + 5,)   # no D3
+
+
+def test_the_state_adds_three_buffers_and_keeps_its_settings_exactly():
+  # Each buffer costs a small model's step (docs/benchmarks.md): count,
+  # streams and sums beside the wrapped state, recent only when recording.
+  params = {"w": jnp.zeros((40, 30)), "b": jnp.zeros(30)}
+  shapes = [(30,), (40, 30)]                      # jax.tree.leaves order
+  inner = fa.ftrl_adam(1e-3, radius=1e-3)
+  n_inner = len(jax.tree.leaves(inner.init(params)))
+  tx = fa.regret_monitor(inner, coords=64)
+  state = tx.init(params)
+  assert len(jax.tree.leaves(state)) == n_inner + 3 and state.recent is None
+  ids = []
+  for seed in range(12):   # 31-bit ids, most above float32's exact 2**24
+    st = fa.regret_monitor(inner, coords=64, seed=seed).init(params)
+    assert st.coords_id.dtype == jnp.int32
+    ids.append(int(st.coords_id))
+    assert ids[-1] == _coords.View(shapes, "subset", 64, 8, seed).id
+  assert len(set(ids)) == len(ids) and max(ids) > 2 ** 24
+  assert float(state.radius) == np.float32(1e-3)
+  assert float(state.fraction) == np.float32(64 / 1230)
+  _, state = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), state,
+                                params)
+  assert (float(state.radius), int(state.coords_id), int(state.count)) == (
+      np.float32(1e-3), ids[0], 1)
+  rec = fa.regret_monitor(inner, coords=64, record_every=3).init(params)
+  assert len(jax.tree.leaves(rec)) == n_inner + 4
 
 
 def test_init_on_shape_dtype_structs():
