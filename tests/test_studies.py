@@ -179,6 +179,11 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
   assert _study_cli([*TINY, "--steps", "30", "--out", out]) == 2
   err = capsys.readouterr().err
   assert "different study" in err and "steps: 60 -> 30" in err
+  # A changed axis names the entry that changed, in float32's short form.
+  assert _study_cli([*TINY, "--seeds", "3", "--out", out]) == 2
+  err = capsys.readouterr().err
+  assert "changed: axes (seed: [0, 1] -> [0, 1, 2])" in err, err
+  assert "0.89999" not in err and "b1:" not in err
 
 
 # ----------------------------------------------------------------------------
@@ -284,6 +289,16 @@ def test_tune_learning_rate_per_b1_b2_mean_over_seeds():
     assert r["beta_ratio"] == pytest.approx(r["b1"] / np.sqrt(r["best_b2"]))
   text = studies.format_summary(rows, "val_loss")
   assert "b1^2" in text and "best b2" in text
+  # b2 = b1 is on the grid for b1 = 0.9 only: "-" for 0.5, not a nan that
+  # reads as a diverged run.
+  assert [r["b2_eq_b1_on_grid"] for r in rows] == [False, True]
+  assert np.isnan(rows[0]["value_at_b2_eq_b1"])
+  lines = {ln.split()[0]: ln.split() for ln in text.splitlines()
+           if ln.split() and ln.split()[0] in ("0.5", "0.9")}
+  at_diagonal = float(tuned["val_loss"][(tuned["b1"] == np.float32(0.9))
+                                        & (tuned["b2"] == np.float32(0.9))][0])
+  assert lines["0.5"][-1] == "-" and "nan" not in text
+  assert float(lines["0.9"][-1]) == pytest.approx(at_diagonal, rel=1e-3)
 
 
 def test_flax_task_from_an_iterable_of_batches():

@@ -60,6 +60,7 @@ import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
+import numpy as np
 
 from ftrl_adam import _store
 from ftrl_adam.lab import engine
@@ -110,9 +111,31 @@ def check_size(size: Size) -> None:
 # ----------------------------------------------------------------------------
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-  keys = sorted(set(old) | set(new))
-  return ", ".join(f"`{k}`: {old.get(k)!r} -> {new.get(k)!r}"
-                   for k in keys if old.get(k) != new.get(k))
+  """What differs between two configs: `key`: old -> new (for a dict, the
+  entries that differ), numbers stored from float32 shown as float32."""
+  out = []
+  for k in sorted(set(old) | set(new)):
+    a, b = old.get(k), new.get(k)
+    if a == b:
+      continue
+    if isinstance(a, dict) and isinstance(b, dict):
+      inner = "; ".join(f"{s}: {_shown(a.get(s))} -> {_shown(b.get(s))}"
+                        for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s))
+      out.append(f"{k} ({inner})")   # not an option: no flag for it
+    else:
+      out.append(f"`{k}`: {_shown(a)} -> {_shown(b)}")
+  return ", ".join(out)
+
+
+def _shown(x: Any) -> str:
+  """A config value as a person reads it: 0.9, not 0.8999999761581421."""
+  if isinstance(x, float) and np.isfinite(x) and float(np.float32(x)) == x:
+    return str(np.float32(x))
+  if isinstance(x, (list, tuple)):
+    return "[" + ", ".join(_shown(v) for v in x) + "]"
+  if isinstance(x, dict):
+    return "{" + ", ".join(f"{k!r}: {_shown(v)}" for k, v in x.items()) + "}"
+  return repr(x)
 
 
 def _is_engine_folder(path: str) -> bool:

@@ -31,7 +31,8 @@ def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss",
   Returns:
     One dict per b1 (ascending) with ``b1``, ``b1_squared``, ``best_b2``,
     ``value`` (the metric there), each tuned axis (``lr``: its tuned value
-    there), ``value_at_b2_eq_b1`` (NaN if b2 = b1 is not on the grid),
+    there), ``value_at_b2_eq_b1`` (NaN if b2 = b1 is not on the grid:
+    then ``b2_eq_b1_on_grid`` is False, and the printed table shows ``-``),
     ``beta_ratio`` = b1 / sqrt(best_b2) (Nguyen's beta), ``nearer`` - ``"b1"`` or
     ``"b1^2"``, whichever is closer to the best b2 in log(1 - b) (``"-"`` if
     no b2 is finite) - and ``b2_at_edge`` (the best b2 is the smallest or
@@ -46,6 +47,7 @@ def best_b2_per_b1(tuned: Mapping[str, np.ndarray], metric: str = "val_loss",
     for t, z in chosen.items():
       r[t] = float(z[i[0], j]) if len(i) else math.nan
     r.update(value=r["best"], value_at_b2_eq_b1=r["at_b2_eq_b1"],
+             b2_eq_b1_on_grid=bool(np.any(ys == np.float32(r["b1"]))),
              b2_at_edge=r["at_edge"])
   return rows
 
@@ -85,7 +87,8 @@ def format_summary(rows: Sequence[Mapping[str, Any]], metric: str,
       ("nearer", lambda r: r["nearer"]),
       ("b1/sqrt(b2)", lambda r: _report.fmt(r["beta_ratio"]))] + [
       (t, lambda r, t=t: _report.number(r[t])) for t in tuned_axes] + [
-      (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"]))])
+      (f"{metric} at b2=b1", lambda r: _report.fmt(r["value_at_b2_eq_b1"])
+       if r.get("b2_eq_b1_on_grid", True) else "-")])
   finite = [r for r in rows if math.isfinite(r["value"])]
   if finite:
     n_b1 = sum(r["nearer"] == "b1" for r in finite)
