@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -34,6 +35,40 @@ def test_version(capsys):
     cli.main(["--version"])
   assert e.value.code == 0
   assert capsys.readouterr().out.startswith("ftrl-adam ")
+
+
+_PROGRAM = """
+import atexit, sys, threading
+atexit.register(lambda: print("atexit ran", flush=True))
+done = threading.Event()
+if sys.argv[1] == "thread":   # a thread of the caller's still running
+  threading.Thread(target=done.wait, args=(60,)).start()
+from ftrl_adam.lab.cli import run
+status = run(sys.argv[2:])
+done.set()
+print("run returned", status, flush=True)
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize("argv,status", [
+    (["--version"], 0), (["--bogus"], 2), (["regret", "--T", "0"], 2)])
+@pytest.mark.parametrize("mode", ["alone", "thread"])
+def test_the_program_exits_with_its_status_output_and_atexit(argv, status,
+                                                              mode):
+  # run() ends the process itself (no interpreter teardown) once the command
+  # is done, after the atexit handlers and with every line out; with another
+  # thread running it returns the status instead.
+  proc = subprocess.run([sys.executable, "-c", _PROGRAM, mode, *argv],
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == status, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert lines[-1] == "atexit ran"
+  assert ("run returned %d" % status in lines) == (mode == "thread")
+  if argv == ["--version"]:
+    assert lines[0].startswith("ftrl-adam ")
+  else:
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_unwritable_out_is_one_line_naming_the_path(tmp_path, monkeypatch,

@@ -25,9 +25,11 @@ Nothing in the lab imports this package.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import sys
+import threading
 from typing import Sequence
 
 from ftrl_adam import lab as _lab
@@ -118,25 +120,39 @@ def run(argv: Sequence[str] | None = None) -> int:
   another count).  :func:`main` itself, called in a running program (a
   test, a notebook), leaves that program's devices alone.  Ctrl-C at any
   moment, even while JAX is being imported, is one line and exit status 130.
+
+  It ends the process: once the command has finished (every file written
+  and closed, every lock released), the output is flushed, the ``atexit``
+  handlers run, and the process exits without the interpreter's teardown
+  of JAX and the other modules (about 0.4 s of a 6 s default run, measured
+  on 2 CPU cores); with a thread of its own still running, it returns the
+  exit status instead.
   """
   try:
     from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
     devices.use_cpu_cores()
     status = main(argv)
+  except SystemExit as e:   # --help, --version, a usage error
+    status = e.code
   except BaseException as e:  # pylint: disable=broad-except
     if not _interrupted(e):
       raise
     print("\nftrl-adam: interrupted.", file=sys.stderr)
     status = 130
+  sys.stdout.flush()
+  sys.stderr.flush()
   if status == 130:
     # Interrupted: XLA may still be running the computation the Ctrl-C cut
     # short, and a normal interpreter exit under a running XLA thread aborts
     # ("terminate called without an active exception", SIGABRT).  Every
     # file is written and every lock released by now (the engine's finally
     # blocks ran); leave without the interpreter's teardown.
+    os._exit(130)  # pylint: disable=protected-access
+  if isinstance(status, int) and threading.active_count() == 1:
+    atexit._run_exitfuncs()  # pylint: disable=protected-access
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(130)  # pylint: disable=protected-access
+    os._exit(status)  # pylint: disable=protected-access
   return status
 
 
