@@ -243,6 +243,8 @@ def test_make_task_and_train_bad_input():
     (["--seeds", "0"], "--seeds must be a number of seeds >= 1"),
     (["--steps", "0"], "--steps must be an integer >= 1"),
     (["--option", "nope"], "expected KEY=VALUE"),
+    (["--task", "quadratic", "--option", "dim=abc"],
+     r"error: --option dim must be an integer >= 1, got 'abc'"),
     (["--b2", "log1m:0.9:1.2:3"], "--b2"),
 ])
 def test_cli_bad_input(no_compile, capsys, argv, match):

@@ -83,9 +83,12 @@ def run(args: argparse.Namespace) -> int:
   _common.start_distributed(args, parser)
   kwargs = _common.given(args, study.STUDY_OPTIONS)
   task = kwargs.pop("task", "digits")
+  names = {o.name for o in study.STUDY_OPTIONS}
   words = _common.words_for(study.STUDY_OPTIONS,
                             (("`task_options`", "--option"),
-                             ("`axes`", "--axis")))
+                             ("`axes`", "--axis"))
+                            + tuple((f"`{k}`", f"--option {k}")   # the task's
+                                    for k, _ in args.option if k not in names))
   axes = dict(args.axis)
   if len(axes) != len(args.axis):
     parser.error("--axis: each axis once")
