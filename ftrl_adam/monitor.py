@@ -116,21 +116,10 @@ class RegretMonitorState(NamedTuple):
   sums: jax.Array
   recent: Any = None
 
-  @property
-  def radius(self) -> jax.Array:
-    return settings_of(self.sums)["radius"]
-
-  @property
-  def c(self) -> jax.Array:
-    return settings_of(self.sums)["c"]
-
-  @property
-  def fraction(self) -> jax.Array:
-    return settings_of(self.sums)["fraction"]
-
-  @property
-  def coords_id(self) -> jax.Array:
-    return settings_of(self.sums)["coords_id"]
+  radius = property(lambda self: settings_of(self.sums)["radius"])
+  c = property(lambda self: settings_of(self.sums)["c"])
+  fraction = property(lambda self: settings_of(self.sums)["fraction"])
+  coords_id = property(lambda self: settings_of(self.sums)["coords_id"])
 
 
 def settings_of(sums: Any) -> dict:
@@ -147,10 +136,12 @@ def settings_of(sums: Any) -> dict:
   return out
 
 
-def _settings_row(settings, view) -> np.ndarray:
+def _settings_row(settings, view) -> jax.Array:
+  """The SETTINGS entries (radius and c may be traced, e.g. vmapped over)."""
   c = np.nan if settings.c is None else settings.c
-  return np.array([settings.radius, c, view.k / max(view.n, 1),
-                   view.id >> 16, view.id & 0xFFFF], np.float64)
+  return jnp.stack([jnp.asarray(x, _f32) for x in (
+      settings.radius, c, view.k / max(view.n, 1), view.id >> 16,
+      view.id & 0xFFFF)])
 
 
 class MonitoredRegret(NamedTuple):
@@ -274,10 +265,10 @@ class _Monitor:
       streams = view.zeros(params, (rows,))
     sums = [0.0, 0.0, -np.inf] + ([0.0] * 3 if s.b2 is not None
                                   and s.domain == "ball" else [])
-    sums = np.concatenate([sums, _settings_row(s, view)])
+    sums = jnp.concatenate([jnp.asarray(sums, _f32), _settings_row(s, view)])
     return self.wrap(RegretMonitorState(
         count=scalar(0, jnp.int32), inner=self.tx.init(params),
-        streams=streams, sums=scalar(np.array(sums)),
+        streams=streams, sums=scalar(sums),
         recent=(None if self.record_every is None
                 else view.zeros(params, (self.record_every,)))))
 

@@ -365,6 +365,11 @@ def test_the_state_adds_three_buffers_and_keeps_its_settings_exactly():
       np.float32(1e-3), ids[0], 1)
   rec = fa.regret_monitor(inner, coords=64, record_every=3).init(params)
   assert len(jax.tree.leaves(rec)) == n_inner + 4
+  # The radius may be traced (vmapped over, as a study's axis).
+  radii = jax.vmap(lambda r: fa.regret_monitor(
+      optax.sgd(0.1), radius=r, b1=0.9).init(params).radius)(
+          jnp.float32([0.5, 2.0]))
+  np.testing.assert_array_equal(radii, np.float32([0.5, 2.0]))
 
 
 def test_init_on_shape_dtype_structs():
