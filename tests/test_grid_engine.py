@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import os
 import shutil
@@ -692,3 +693,22 @@ def test_use_cpu_cores_in_a_started_process_and_bad_arguments():
                     devices=jax.devices()[:1])["s"],
       grid.run_grid(cheap_cell, cheap_table(), chunk_size=5,
                     progress=False)["s"])
+
+
+def test_progress_lines_group_thousands_like_the_size_line():
+  # "3,840 cells" in the size line, so "3,072 cells" (not 3072) below it.
+  out = io.StringIO()
+  bar = grid.Progress(stream=out, label="beta-grid gaussian")
+  bar.start(n_cells=3072, n_chunks=1, chunks_done=0, cells_done=0,
+            n_devices=2, padded=3072, trace_s=0.4, compile_s=1.0,
+            out_dir=None)
+  bar.update(chunks_done=1, cells_done=3072)
+  first, last = out.getvalue().splitlines()
+  assert first.startswith("beta-grid gaussian: 3,072 cells in 1 chunk(s) of "
+                          "3,072 padded cells on 2 device(s)"), first
+  assert "chunk 1/1, 3,072/3,072 cells, " in last, last
+  done = grid.Progress(stream=io.StringIO())
+  done.start(n_cells=12000, n_chunks=4, chunks_done=4, cells_done=12000,
+             n_devices=1, padded=3000, trace_s=0.0, compile_s=0.0,
+             out_dir=None)
+  assert "12,000 cells already done" in done.stream.getvalue()

@@ -127,13 +127,13 @@ class Progress:
     self._chunks_done = chunks_done
     where = f", folder {out_dir}" if out_dir else ""
     if chunks_done == n_chunks:
-      self._emit(f"{self.label}: {n_cells} cells already done{where}; nothing "
+      self._emit(f"{self.label}: {n_cells:,} cells already done{where}; nothing "
                  f"to compute", final=True)
       return
-    resumed = (f"; {chunks_done} chunk(s) ({cells_done} cells) already done"
+    resumed = (f"; {chunks_done:,} chunk(s) ({cells_done:,} cells) already done"
                if chunks_done else "")
     self._emit(
-        f"{self.label}: {n_cells} cells in {n_chunks} chunk(s) of {padded} "
+        f"{self.label}: {n_cells:,} cells in {n_chunks:,} chunk(s) of {padded:,} "
         f"padded cells on {n_devices} device(s){where}; traced in "
         f"{format_seconds(trace_s)}, compiled in {format_seconds(compile_s)}"
         f"{resumed}", final=True)
@@ -190,8 +190,8 @@ class Progress:
     done = chunks_done == self.n_chunks
     dt = time.perf_counter() - self._t0
     self._emit(
-        f"{self.label}: [{bar}] chunk {chunks_done}/{self.n_chunks}, "
-        f"{cells_done}/{self.n_cells} cells, {rate:,.1f} cells/s, "
+        f"{self.label}: [{bar}] chunk {chunks_done:,}/{self.n_chunks:,}, "
+        f"{cells_done:,}/{self.n_cells:,} cells, {rate:,.1f} cells/s, "
         f"{'took ' + format_seconds(dt) if done else 'ETA ' + format_seconds(eta)}",
         final=done)
 
