@@ -71,6 +71,22 @@ def test_the_program_exits_with_its_status_output_and_atexit(argv, status,
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_reader_that_goes_away_is_not_a_folder_error(tmp_path):
+  # ftrl-adam regret | head: the results are written; the closed pipe is
+  # neither blamed on --out nor a traceback (status 1, as Python advises).
+  out = tmp_path / "run"
+  proc = subprocess.Popen(
+      [sys.executable, "-c", "import sys; from ftrl_adam.lab.cli import run; "
+       "sys.exit(run(sys.argv[1:]))", *TINY, "--out", str(out)],
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc.stdout.close()   # the reader is gone before the first line
+  err = proc.stderr.read()
+  assert proc.wait(timeout=120) == 1, err
+  assert "error" not in err and "Traceback" not in err, err
+  assert json.loads((out / "run.json").read_text())["status"] == "complete"
+  assert (out / "results.csv").exists() and (out / "summary.txt").exists()
+
+
 def test_unwritable_out_is_one_line_naming_the_path(tmp_path, monkeypatch,
                                                      capsys):
   out = tmp_path / "ro"

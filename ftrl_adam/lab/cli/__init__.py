@@ -139,7 +139,10 @@ def run(argv: Sequence[str] | None = None) -> int:
       raise
     print("\nftrl-adam: interrupted.", file=sys.stderr)
     status = 130
-  sys.stdout.flush()
+  try:
+    sys.stdout.flush()
+  except BrokenPipeError:   # the reader went away after the last line
+    status = _common.stdout_closed()
   sys.stderr.flush()
   if status == 130:
     # Interrupted: XLA may still be running the computation the Ctrl-C cut
@@ -150,8 +153,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     os._exit(130)  # pylint: disable=protected-access
   if isinstance(status, int) and threading.active_count() == 1:
     atexit._run_exitfuncs()  # pylint: disable=protected-access
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):   # what the handlers printed
+      try:
+        stream.flush()
+      except (BrokenPipeError, ValueError):   # gone, or closed by a handler
+        pass
     os._exit(status)  # pylint: disable=protected-access
   return status
 

@@ -182,6 +182,15 @@ def print_written(files: dict[str, str], out: str) -> None:
   sys.stdout.flush()
 
 
+def stdout_closed() -> int:
+  """The reader of our output went away (``ftrl-adam regret | head``): the
+  files are written, so stop quietly, as Python's documentation advises for
+  a broken pipe (status 1; what is still buffered goes to /dev/null)."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, sys.stdout.fileno())
+  return 1
+
+
 def error(parser: argparse.ArgumentParser, message: str, status: int = 2) -> int:
   """Prints ``prog: error: message`` (one line) and returns ``status``."""
   print(f"{parser.prog}: error: {message}", file=sys.stderr)
@@ -216,6 +225,8 @@ def run_guarded(parser: argparse.ArgumentParser, run: Callable[[], int],
     return 130
   except (ResultsFolderError, TooBigError) as e:
     return error(parser, words(str(e)))
+  except BrokenPipeError:
+    return stdout_closed()
   except OSError as e:
     return error(parser, _os_message(e, out))
   except ValueError as e:   # a bad option found while building the run
