@@ -301,10 +301,9 @@ def chunks_listed(folder: str) -> int:
   cannot be read): a cheap look, no lock and nothing verified, to skip
   compiling ahead for a finished part (the run itself checks everything)."""
   try:
-    with open(os.path.join(folder, MANIFEST), "rb") as f:
-      files = json.loads(f.read()).get("files")
-    return len(files) if isinstance(files, list) else 0
-  except (OSError, ValueError, AttributeError):
+    return len(_store.read_manifest(folder, FORMAT, _WHAT, "format_version")
+               .get("files", []))
+  except _store.StoreError:
     return 0
 
 
