@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pstats
 import subprocess
 import sys
 
@@ -69,6 +70,20 @@ def test_the_program_exits_with_its_status_output_and_atexit(argv, status,
     assert lines[0].startswith("ftrl-adam ")
   else:
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_profiled_program_leaves_its_profile(tmp_path):
+  # Under a profiler the program returns instead of ending the process, so
+  # that `python -m cProfile -o FILE` writes FILE.
+  out = tmp_path / "cli.prof"
+  proc = subprocess.run(
+      [sys.executable, "-m", "cProfile", "-o", str(out), "-m",
+       "ftrl_adam.lab.cli", "--version"],
+      capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.startswith("ftrl-adam ")
+  stats = pstats.Stats(str(out))
+  assert any(name == "run" for _, _, name in stats.stats), "no run() in profile"
 
 
 def test_a_reader_that_goes_away_is_not_a_folder_error(tmp_path):

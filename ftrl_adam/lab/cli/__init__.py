@@ -125,8 +125,9 @@ def run(argv: Sequence[str] | None = None) -> int:
   and closed, every lock released), the output is flushed, the ``atexit``
   handlers run, and the process exits without the interpreter's teardown
   of JAX and the other modules (about 0.4 s of a 6 s default run, measured
-  on 2 CPU cores); with a thread of its own still running, it returns the
-  exit status instead.
+  on 2 CPU cores).  It returns the exit status instead while a thread of the
+  caller's is still running, or under a profiler or a tracer (``python -m
+  cProfile -o FILE``, a debugger), which has its own work to finish.
   """
   try:
     from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
@@ -151,7 +152,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     # file is written and every lock released by now (the engine's finally
     # blocks ran); leave without the interpreter's teardown.
     os._exit(130)  # pylint: disable=protected-access
-  if isinstance(status, int) and threading.active_count() == 1:
+  if (isinstance(status, int) and threading.active_count() == 1
+      and sys.getprofile() is None and sys.gettrace() is None):
     atexit._run_exitfuncs()  # pylint: disable=protected-access
     for stream in (sys.stdout, sys.stderr):   # what the handlers printed
       try:
