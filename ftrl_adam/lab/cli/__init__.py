@@ -131,8 +131,10 @@ def run(argv: Sequence[str] | None = None) -> int:
   """
   try:
     from ftrl_adam.lab.engine import devices  # pylint: disable=import-outside-toplevel
+    from ftrl_adam.lab.engine import progress  # pylint: disable=import-outside-toplevel
     devices.use_cpu_cores()
-    status = main(argv)
+    with progress.ctrl_c_outside_callbacks():
+      status = main(argv)
   except SystemExit as e:   # --help, --version, a usage error
     status = e.code
   except BaseException as e:  # pylint: disable=broad-except

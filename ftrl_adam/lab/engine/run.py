@@ -19,6 +19,7 @@ from ftrl_adam.lab.engine.program import CellFn
 from ftrl_adam.lab.engine.program import Layout
 from ftrl_adam.lab.engine.program import Program
 from ftrl_adam.lab.engine.progress import Progress
+from ftrl_adam.lab.engine.progress import ctrl_c_outside_callbacks
 from ftrl_adam.lab.engine.progress import ctrl_c_unlogged
 from ftrl_adam.lab.engine.tables import Table
 from ftrl_adam.lab.engine.tables import canonical_table
@@ -249,6 +250,7 @@ class _Run:
                               secs))
 
 
+@ctrl_c_outside_callbacks()
 def run_grid(
     cell_fn: CellFn,
     table: Mapping[str, Any],
@@ -276,7 +278,10 @@ def run_grid(
   (a :class:`Program`); each chunk of ``chunk_size`` table rows is padded to
   ``P`` by repeating its last cell, run, gathered to the host and unpadded.
   The next chunk is dispatched before the previous one is fetched, so the
-  host work overlaps the device work.
+  host work overlaps the device work.  A Ctrl-C stops it with
+  ``KeyboardInterrupt`` (the finished chunks kept in ``out_dir``), also one
+  that lands inside a garbage-collector callback, where Python would print
+  it as ignored and go on (:func:`~ftrl_adam.lab.engine.progress.ctrl_c_outside_callbacks`).
 
   Args:
     cell_fn: ``cell -> {name: array}``, a pure JAX function of one cell: ``cell``
