@@ -56,6 +56,21 @@ def test_unknown_options_are_the_subcommands_error_with_the_closest_option(
   assert lines[0].startswith(f"usage: {prog} ")
 
 
+@pytest.mark.parametrize("argv, lists", [
+    ([], ["regret", "study", "bench", "demo"]),
+    (["bench"], ["step", "grid", "study"])])
+def test_a_command_without_its_subcommand_lists_them_and_exits_0(
+    capsys, argv, lists):
+  # `ftrl-adam` and `ftrl-adam bench` alone: their help, status 0, alike
+  # (`bench` alone was argparse's "arguments are required" error, status 2).
+  assert cli.main(argv) == 0
+  out = capsys.readouterr()
+  assert out.out.startswith("usage: ftrl-adam") and not out.err
+  listed = [line.split()[0] for line in out.out.splitlines()
+            if line.startswith("    ") and line.split()]
+  assert [name for name in lists if name in listed] == lists, out.out
+
+
 def test_no_parser_takes_an_abbreviation():
   parser = cli.build_parser()
   subs = [a for a in parser._actions  # pylint: disable=protected-access

@@ -93,7 +93,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "naming the device and a JSON under --out. `ftrl-adam "
                    "bench NAME --help` lists a benchmark's options."))
   names = p.add_subparsers(dest="benchmark", metavar="BENCHMARK",
-                           required=True, parser_class=_Benchmark)
+                           parser_class=_Benchmark)
   for name, text in BENCHMARKS.items():
     names.add_parser(name, help=text, module=f"{__name__}.{name}")
+  # `ftrl-adam bench` alone lists the benchmarks, as `ftrl-adam` alone lists
+  # the subcommands.
+  p.set_defaults(func=lambda args: p.print_help() or 0)
   return p
