@@ -32,6 +32,7 @@ import pytest
 from ftrl_adam import cli
 from ftrl_adam import grid
 from ftrl_adam import regret
+from ftrl_adam.lab.protocol import Result
 from ftrl_adam.regret import study
 
 T, D = 120, 3
@@ -132,6 +133,33 @@ def test_summary_finds_the_best_b2_next_to_b1_squared():
   assert rows[1]["b2_near_b1_squared"] == np.float32(0.81)
   assert rows[1]["worst_regret_over_bound"] == pytest.approx(
       float(regret_v[(b1 == np.float32(0.9))].max()) / 10)
+
+
+def test_the_summary_shows_no_ratio_to_a_best_regret_that_is_not_positive():
+  # A ratio to a best regret <= 0 means nothing: '-' and a line saying why
+  # (it printed 'nan', which reads as a diverged run).
+  b1 = np.repeat(np.float32([0.5, 0.9]), 6)
+  b2 = np.tile(np.repeat(np.float32([0.25, 0.5, 0.81]), 2), 2)
+  regret_v = np.where(b1 == np.float32(0.5), -1.0 - b2, 1.0 + b2).astype(
+      np.float32)
+  table = {"adversary": np.full(12, "gaussian"), "b1": b1, "b2": b2,
+           "radius": np.ones(12, np.float32), "c": np.ones(12, np.float32),
+           "seed": np.tile(np.int32([0, 1]), 6), "regret": regret_v,
+           "regret_over_bound": regret_v / 10,
+           "regret_over_minimax": regret_v,
+           "nonfinite_round": np.zeros(12, np.int32)}
+  spec = regret.beta_grid(b1=[0.5, 0.9], b2=[0.25, 0.5, 0.81],
+                          adversaries="gaussian")
+  text = spec.format_summary(Result(spec, table, {}, spec.summarize(table),
+                                    {"wall": 1.0, "compute": 0.5}, {}))
+  lines = text.splitlines()
+  header = next(i for i, ln in enumerate(lines) if "at b1^2 / best" in ln)
+  row_05, row_09 = lines[header + 1].split(), lines[header + 2].split()
+  assert row_05[0] == "0.5" and row_05[-2] == "-", text
+  assert row_09[0] == "0.9" and row_09[-2] == "1.448", text   # 1.81 / 1.25
+  assert "nan" not in text
+  assert ("  - at b1^2 / best: the best regret is not positive, so a ratio to "
+          "it means nothing.") in lines
 
 
 # ----------------------------------------------------------------------------

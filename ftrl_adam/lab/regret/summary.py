@@ -94,9 +94,12 @@ def format_summary(spec: Any, result: Result) -> str:
         rows, label, [
             ("at b1^2 / best",
              lambda r: _report.fmt(r["at_b1_squared"] / r["best"])
-             if r["best"] > 0 else "nan"),
+             if r["best"] > 0 else "-"),
             ("max regret/D3",
              lambda r: _report.fmt(r["worst_regret_over_bound"]))])
+    if any(not r["best"] > 0 for r in rows):
+      lines.append("  - at b1^2 / best: the best regret is not positive, "
+                   "so a ratio to it means nothing.")
   bad = np.asarray(table["nonfinite_round"]) > 0
   if bad.any():
     lines += ["", f"warning: {int(bad.sum())} game(s) saw a non-finite "
