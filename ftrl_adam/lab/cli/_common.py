@@ -70,6 +70,15 @@ class Parser(argparse.ArgumentParser):
         message += f"; did you mean {close[0]!r}?"
     return super().error(message)
 
+  def print_usage(self, file: Any = None) -> None:
+    """The usage above an error: a long one (a subcommand's dozens of
+    options) in one line that says where the options are listed."""
+    usage = self.format_usage()
+    if usage.count("\n") > 2:
+      usage = (f"usage: {self.prog} [options]   (`{self.prog} --help` lists "
+               f"them)\n")
+    self._print_message(usage, file)
+
   def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
     parsed, extras = self.parse_known_args(args, namespace)
     if extras:
