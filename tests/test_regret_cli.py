@@ -160,6 +160,14 @@ def test_the_summary_shows_no_ratio_to_a_best_regret_that_is_not_positive():
   assert "nan" not in text
   assert ("  - at b1^2 / best: the best regret is not positive, so a ratio to "
           "it means nothing.") in lines
+  # Regrets that are not finite (diverged games) stay 'nan', without that line.
+  table["regret"] = np.where(b1 == np.float32(0.5), np.nan, regret_v).astype(
+      np.float32)
+  text = spec.format_summary(Result(spec, table, {}, spec.summarize(table),
+                                    {"wall": 1.0, "compute": 0.5}, {}))
+  lines = text.splitlines()
+  assert lines[header + 1].split()[-2] == "nan", text
+  assert "not positive" not in text
 
 
 # ----------------------------------------------------------------------------

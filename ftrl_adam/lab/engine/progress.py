@@ -72,8 +72,8 @@ def ctrl_c_outside_callbacks() -> Iterator[None]:
   executing, and a ``KeyboardInterrupt`` raised inside a ``gc.callbacks``
   function (JAX registers one) or a finaliser cannot propagate: Python
   prints "Exception ignored in ... KeyboardInterrupt" with a traceback and
-  the Ctrl-C is lost (seen about once in 100 signals by the interrupt test
-  on loaded cores).  Elsewhere the handler raises at once, as Python's.
+  the Ctrl-C is lost (seen in 1 of 12 runs of the interrupt test, 6 signals
+  each, on loaded cores).  Elsewhere the handler raises at once, as Python's.
   """
   if (threading.current_thread() is not threading.main_thread()
       or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):

@@ -93,11 +93,11 @@ def format_summary(spec: Any, result: Result) -> str:
     lines += _report.format_rows(
         rows, label, [
             ("at b1^2 / best",
-             lambda r: _report.fmt(r["at_b1_squared"] / r["best"])
-             if r["best"] > 0 else "-"),
+             lambda r: "-" if r["best"] <= 0
+             else _report.fmt(r["at_b1_squared"] / r["best"])),
             ("max regret/D3",
              lambda r: _report.fmt(r["worst_regret_over_bound"]))])
-    if any(not r["best"] > 0 for r in rows):
+    if any(r["best"] <= 0 for r in rows):
       lines.append("  - at b1^2 / best: the best regret is not positive, "
                    "so a ratio to it means nothing.")
   bad = np.asarray(table["nonfinite_round"]) > 0
