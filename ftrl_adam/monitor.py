@@ -508,7 +508,10 @@ def regret_monitor(
   return optax.GradientTransformationExtraArgs(monitor.init, monitor.update)
 
 
-def _monitor_state(opt_state: Any, name: Optional[str]) -> RegretMonitorState:
+def state_of(opt_state: Any, name: Optional[str] = None) -> RegretMonitorState:
+  """The monitor's state found in ``opt_state`` (as :func:`regret_of` finds
+  it; NamedTuple or state-dict form), without the wrapped state (``inner``
+  is None)."""
   state = _state_search.find_state(
       opt_state, RegretMonitorState, name, "regret_monitor")
   fields = {f: _state_search.unwrap_variables(_state_search.field(state, f))
@@ -564,7 +567,7 @@ def regret_of(opt_state: Any, name: Optional[str] = None) -> MonitoredRegret:
     >>> rep
     MonitoredRegret(step=20, regret=6.906, bound=13.81, ratio=0.5003)
   """
-  st = _monitor_state(opt_state, name)
+  st = state_of(opt_state, name)
   sum_grads, sums = st.streams[1], st.sums
   k = int(sum(math.prod(np.shape(x)) for x in jax.tree.leaves(sum_grads)))
   if np.shape(sums)[-1] == len(SUMS) + len(SETTINGS):   # the ball's D3 streams

@@ -31,9 +31,8 @@ import jax
 import numpy as np
 
 from ftrl_adam import _checks
-from ftrl_adam import _state_search
 from ftrl_adam import _store
-from ftrl_adam.monitor import RegretMonitorState, settings_of
+from ftrl_adam.monitor import state_of
 
 FORMAT = "ftrl_adam.gradient_recording"
 VERSION = 2          # 2: per-chunk roles and SHA-256, one writer (a lock)
@@ -136,17 +135,6 @@ def recorded_gradients(directory: Union[str, os.PathLike]) -> np.ndarray:
   if not parts:
     raise ValueError(f"recording {directory!r} holds no round yet.")
   return np.concatenate(parts, axis=0)
-
-
-def _monitor_fields(opt_state: Any, name: Optional[str]) -> dict:
-  """count, recent, coords_id and fraction of the one monitor in the state."""
-  state = _state_search.find_state(opt_state, RegretMonitorState, name,
-                                   "regret_monitor")
-  out = {f: _state_search.unwrap_variables(_state_search.field(state, f))
-         for f in ("count", "recent", "sums")}
-  settings = settings_of(out.pop("sums"))
-  return {**out, "coords_id": settings["coords_id"],
-          "fraction": settings["fraction"]}
 
 
 class RegretRecorder:
@@ -292,16 +280,16 @@ class RegretRecorder:
 
   def _rows(self, opt_state: Any, force: bool):
     """(the new rounds' gradients [n, d] or None, coords_id, fraction)."""
-    st = _monitor_fields(opt_state, self.name)
-    leaves = [np.asarray(x) for x in jax.tree.leaves(st["recent"])]
+    st = state_of(opt_state, self.name)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(st.recent)]
     if not leaves:
       raise ValueError(
           "The monitor keeps no gradients to record: build it with "
           "`regret_monitor(..., record_every=B)`.")
-    if np.ndim(st["count"]) != 0:
+    if np.ndim(st.count) != 0:
       raise ValueError("`RegretRecorder` records one run: the monitor's state "
-                       f"is batched (count of shape {np.shape(st['count'])}).")
-    count, done = int(st["count"]), self.rounds
+                       f"is batched (count of shape {np.shape(st.count)}).")
+    count, done = int(st.count), self.rounds
     size = leaves[0].shape[0]
     if count <= done:
       return None, None, None   # a resumed run recomputing rounds on disk
@@ -315,7 +303,7 @@ class RegretRecorder:
       return None, None, None
     rows = [(t - 1) % size for t in range(done + 1, count + 1)]
     g = np.concatenate([x.reshape(size, -1) for x in leaves], axis=1)[rows]
-    return g, int(st["coords_id"]), float(st["fraction"])
+    return g, int(st.coords_id), float(st.fraction)
 
   def _write(self, opt_state: Any, force: bool) -> int:
     if not self._lock.held:
