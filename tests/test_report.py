@@ -125,6 +125,27 @@ def test_the_colour_scale_starts_at_the_minimum_and_does_not_stretch_a_flat_fiel
     plots.heatmap(t, "v", min_color_ratio=0.5)
 
 
+def test_the_colour_bar_labels_its_ends_at_round_float32_values():
+  """float32 0.001 and 0.01 are 0.0010000000475 and 0.0099999998: a scale
+  ending exactly there left their ticks, the labels of the bar's ends, out."""
+  def labels(values, **kw):
+    t = grid.product(b1=[0.5, 0.9], b2=[0.9, 0.99, 0.999])
+    t["lr"] = np.float32(values)
+    fig = plots.heatmap(t, "lr", **kw)
+    fig.canvas.draw()
+    bar = fig.axes[1].yaxis
+    lo, hi = sorted(bar.get_view_interval())
+    return {lab.get_text() for tick, lab in
+            zip(bar.get_majorticklocs().tolist() + bar.get_minorticklocs().tolist(),
+                bar.get_majorticklabels() + bar.get_minorticklabels(),
+                strict=True)
+            if lo <= tick <= hi and lab.get_text()}
+  log = labels([1e-3, 1e-2, 1e-2, 3e-3, 1e-3, 1e-2], log_value=True)
+  assert {"0.001", "0.01"} <= log and "0.003" in log, log
+  assert {"0.1", "0.2"} <= labels([0.1, 0.2, 0.15, 0.1, 0.2, 0.1],
+                                  min_color_ratio=1.0)
+
+
 def wide_bar(fig):
   return fig.axes[0].collections[0].colorbar
 

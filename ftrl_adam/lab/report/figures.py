@@ -166,7 +166,8 @@ def _norm(z: np.ndarray, log_value: bool, color_range: Optional[tuple],
 
   A linear scale of positive values starts at their minimum and reaches at
   least ``min_color_ratio`` times it, so that a spread of a few percent takes
-  a few percent of the colours instead of all of them.
+  a few percent of the colours instead of all of them.  A scale set from the
+  values reaches a hair beyond them (:func:`_widened`).
   """
   v = z[np.isfinite(z)]
   if color_range is None and v.size and np.all(
@@ -178,12 +179,27 @@ def _norm(z: np.ndarray, log_value: bool, color_range: Optional[tuple],
     # A log scale over a narrow range (less than 3x) only magnifies noise.
     pos = v[v > 0]
     log_value = pos.size > 1 and float(pos.max()) > 3.0 * float(pos.min())
+    if log_value:
+      lo, hi = _widened(float(pos.min()), float(pos.max()))
   if log_value:
     return LogNorm(vmin=lo, vmax=hi), None
-  if color_range is None and v.size and v.min() > 0:
-    lo = float(v.min())
-    hi = max(float(v.max()), min_color_ratio * lo)
+  if color_range is None and v.size:
+    lo, hi = float(v.min()), float(v.max())
+    if lo > 0:
+      hi = max(hi, min_color_ratio * lo)
+    lo, hi = _widened(lo, hi)
   return Normalize(vmin=lo, vmax=hi), None
+
+
+# float32 holds 0.1 as 0.10000000149 and 0.01 as 0.0099999998 (within 2**-24
+# relative): a colour scale ending exactly at such values would leave the
+# ticks of 0.1 and 0.01, the labels of its ends, just outside it.
+_HAIR = 2.0 ** -22
+
+
+def _widened(lo: float, hi: float) -> tuple[float, float]:
+  """``(lo, hi)`` a relative hair (``_HAIR``) wider on each side."""
+  return lo - _HAIR * abs(lo), hi + _HAIR * abs(hi)
 
 
 def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
@@ -199,7 +215,8 @@ def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
   bar.ax.yaxis.set_major_formatter(plain)
   bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
                                    else NullFormatter())
-  if v.size and mesh.norm.vmax is not None and v.max() < mesh.norm.vmax:
+  if (v.size and mesh.norm.vmax is not None
+      and _widened(0.0, float(v.max()))[1] < mesh.norm.vmax):
     bar.ax.axhline(float(v.max()), color="black", lw=1.0)
   return bar
 
@@ -244,6 +261,7 @@ def _minor_labels(norm: Any) -> Any:
   suffice and more would crowd)."""
   lo, hi = norm.vmin, norm.vmax
   ratio = hi / lo if lo and hi and lo > 0 else np.inf
+  ratio /= (1.0 + _HAIR) ** 2      # a scale set from the values (_widened)
   keep = {2, 3, 5, 7} if ratio <= 10 else {2, 5} if ratio <= 100 else set()
 
   def label(v, _):
