@@ -146,6 +146,25 @@ def test_the_colour_bar_labels_its_ends_at_round_float32_values():
                                   min_color_ratio=1.0)
 
 
+def test_a_narrow_field_reads_as_many_digits_as_tell_its_numbers_apart():
+  """val_loss 2.2463 .. 2.2469 read 2.25 on every tick and in both cells."""
+  t = grid.product(b1=[0.9], b2=[0.99, 0.999])
+  t["v"] = np.float32([2.2463049, 2.2469609])
+  fig = plots.heatmap(t, "v", annotate=True, min_color_ratio=1.0)
+  fig.canvas.draw()
+  bar = fig.axes[1].yaxis
+  lo, hi = bar.get_view_interval()
+  ticks = [lab.get_text() for x, lab in zip(bar.get_majorticklocs(),
+                                            bar.get_majorticklabels(), strict=True)
+           if lo <= x <= hi]
+  assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
+  assert all(len(x) == len(ticks[0]) for x in ticks), ticks   # 2.2464, not 2.246
+  assert sorted(x.get_text() for x in fig.axes[0].texts) == ["2.246", "2.247"]
+  t["v"] = np.float32([0.5, 0.25])                 # a wide field: 3 digits, as typed
+  fig = plots.heatmap(t, "v", annotate=True)
+  assert sorted(x.get_text() for x in fig.axes[0].texts) == ["0.25", "0.5"]
+
+
 def wide_bar(fig):
   return fig.axes[0].collections[0].colorbar
 
@@ -177,6 +196,18 @@ def test_threads_may_draw_at_once(tmp_path):
     list(pool.map(draw, range(8)))
   sizes = {(tmp_path / f"{i}.png").read_bytes() for i in range(8)}
   assert len(sizes) == 1                     # eight identical figures
+
+
+def test_only_the_overlays_that_cross_the_grid_are_drawn_and_in_the_legend():
+  t = _table([0.5, 0.9, 0.99], [0.9, 0.99], lambda b1, b2: b1 + b2)
+  far = ("b2 = 1/2", lambda b1: 0 * b1 + 0.5)        # below every cell
+  ax = plots.heatmap(t, "v", log_one_minus=True,
+                     overlays=[far, "b2=b1", far]).axes[0]
+  assert [ln.get_label() for ln in ax.get_lines()] == [
+      x.get_text() for x in ax.get_legend().get_texts()]
+  assert len(ax.get_lines()) == 1 and ax.get_lines()[0].get_color() == "C1"
+  ax = plots.heatmap(t, "v", log_one_minus=True, overlays=[far]).axes[0]
+  assert not ax.get_lines() and ax.get_legend() is None
 
 
 def test_the_legend_sits_just_above_the_axes():

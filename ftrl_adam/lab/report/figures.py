@@ -28,6 +28,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.colors import Normalize
 from matplotlib.ticker import FixedFormatter
 from matplotlib.ticker import FixedLocator
+from matplotlib.ticker import Formatter
 from matplotlib.ticker import FuncFormatter
 from matplotlib.ticker import NullFormatter
 from matplotlib.ticker import NullLocator
@@ -202,6 +203,28 @@ def _widened(lo: float, hi: float) -> tuple[float, float]:
   return lo - _HAIR * abs(lo), hi + _HAIR * abs(hi)
 
 
+def _significant(x: float, digits: int) -> str:
+  """``x`` to ``digits`` significant digits; beyond 3, trailing zeros kept,
+  so that 2.3100 stands beside 2.3098 (not 2.31)."""
+  return f"{x:#.{digits}g}" if digits > 3 else f"{x:.{digits}g}"
+
+
+class _Distinct(Formatter):
+  """Tick labels with 3 significant digits, or as many more (up to 9) as it
+  takes for no two ticks to read the same: a scale from 2.2463 to 2.2468
+  reads 2.2464, 2.2465, ... rather than 2.25 five times."""
+
+  digits = 3
+
+  def set_locs(self, locs: Any) -> None:
+    super().set_locs(locs)
+    self.digits = next((d for d in range(3, 10)
+                        if len({f"{v:.{d}g}" for v in locs}) == len(locs)), 9)
+
+  def __call__(self, x: float, pos: Any = None) -> str:
+    return _significant(x, self.digits)
+
+
 def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
                 log: bool) -> Any:
   """The colour bar, with a line at the largest value when the scale goes on,
@@ -211,8 +234,7 @@ def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
   capped = bool(v.size and vmax is not None and v.max() > vmax)
   bar = fig.colorbar(mesh, ax=ax, label=label,
                      extend="max" if capped else "neither")
-  plain = FuncFormatter(lambda v, _: f"{v:.3g}")
-  bar.ax.yaxis.set_major_formatter(plain)
+  bar.ax.yaxis.set_major_formatter(_Distinct())
   bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
                                    else NullFormatter())
   if (v.size and mesh.norm.vmax is not None
@@ -333,20 +355,32 @@ def _crowded(extents: tuple[np.ndarray, dict[int, np.ndarray]],
 
 
 def _draw_overlays(ax: Any, overlays: Sequence[Any], x: str, y: str,
-                   n_x: int, xmap: tuple[Callable, Callable],
+                   shape: tuple[int, int], xmap: tuple[Callable, Callable],
                    ymap: tuple[Callable, Callable]) -> float:
-  """The curves, and their legend just above the axes; the points it takes."""
+  """The curves that pass over the grid (each in its own colour, C0, C1, ...),
+  and their legend just above the axes; the points it takes.  A curve that
+  misses every cell (b2 = b1 below a grid of b2 >= 0.99) gets no legend
+  entry for a line that is not there."""
+  n_x, n_y = shape
   dense = xmap[1](np.linspace(-0.5, n_x - 0.5, 512))
   # The outer half cells extrapolate; never across 0 (b1 = -0.1 is no b1).
   lowest = min(0.0, float(xmap[1](0.0)))
   dense = np.where(dense >= lowest, dense, np.nan)
-  for spec in overlays:
+  drawn = 0
+  for i, spec in enumerate(overlays):
     curve_label, fn = _overlay(spec, x, y)
     with np.errstate(all="ignore"):
-      curve = np.asarray(fn(dense), np.float64)
-    ax.plot(xmap[0](dense), ymap[0](curve), lw=1.5, label=curve_label)
+      cx = xmap[0](dense)
+      cy = ymap[0](np.asarray(fn(dense), np.float64))
+      inside = (np.abs(cx - 0.5 * (n_x - 1)) < 0.5 * n_x) & (
+          np.abs(cy - 0.5 * (n_y - 1)) < 0.5 * n_y)
+    if np.any(inside[1:] & inside[:-1]):     # a segment of the line shows
+      ax.plot(cx, cy, lw=1.5, color=f"C{i}", label=curve_label)
+      drawn += 1
+  if not drawn:
+    return 6.0
   legend = ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0),
-                     ncol=len(overlays), fontsize="small", frameon=False,
+                     ncol=drawn, fontsize="small", frameon=False,
                      borderaxespad=0.2, handlelength=1.5, columnspacing=1.0)
   renderer = getattr(ax.figure.canvas, "get_renderer", lambda: None)()
   if renderer is None:
@@ -424,10 +458,13 @@ def heatmap(
     overlays: curves ``y = f(x)`` drawn on top, with their legend just above
       the axes: names from :data:`OVERLAYS` (``"y=x^2"``, ``"y=x"``,
       ``"y=sqrt(x)"``, or spelled with the column names such as
-      ``"b2=b1^2"``) or ``(label, function)`` pairs.
+      ``"b2=b1^2"``) or ``(label, function)`` pairs.  A curve that misses
+      the grid is neither drawn nor in the legend; the k-th curve is colour Ck.
     title: the title; default ``"<reduce> of <value>"``.
     path: if given, the PNG is written there (atomically).
-    annotate: write each cell's number in it (for small grids).
+    annotate: write each cell's number in it (for small grids), to 3
+      significant digits, or more where the smallest and the largest would
+      read the same (the colour bar's labels too).
     cmap: a Matplotlib colormap name.
     figsize: figure size in inches (3.4 wide fits a column of a two-column
       paper).
@@ -501,7 +538,8 @@ def heatmap(
     _annotate(ax, z, colours, norm)
   pad = 6.0
   if overlays:
-    pad = _draw_overlays(ax, overlays, x, y, len(xs), xmap, ymap)
+    pad = _draw_overlays(ax, overlays, x, y, (len(xs), len(ys)), xmap,
+                         ymap)
   ax.set_xlim(-0.5, len(xs) - 0.5)
   ax.set_ylim(-0.5, len(ys) - 0.5)
   ax.set_xlabel(axis_name(x))
@@ -540,11 +578,16 @@ def _wrap(text: str, width_in: float, fontsize: float) -> str:
 
 def _annotate(ax: Any, z: np.ndarray, colours: Any, norm: Any) -> None:
   """Each cell's number in it, dark on light cells and light on dark ones, in
-  a font that fits the cell (none where even 4.5 pt would not)."""
-  texts = {(i, j): f"{z[i, j]:.3g}" for i in range(z.shape[0])
-           for j in range(z.shape[1]) if np.isfinite(z[i, j])}
-  if not texts:
+  a font that fits the cell (none where even 4.5 pt would not).  Three
+  significant digits, or up to 6 where it takes more for the smallest and
+  the largest number (the two ends of the colours) to read differently."""
+  v = z[np.isfinite(z)]
+  if not v.size:
     return
+  digits = next((d for d in range(3, 7)
+                 if f"{v.min():.{d}g}" != f"{v.max():.{d}g}"), 3)
+  texts = {(i, j): _significant(z[i, j], digits) for i in range(z.shape[0])
+           for j in range(z.shape[1]) if np.isfinite(z[i, j])}
   box = ax.get_position()
   fig_w, fig_h = ax.figure.get_size_inches()
   cell_w = 72.0 * fig_w * box.width / z.shape[1]
