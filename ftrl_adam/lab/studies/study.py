@@ -477,7 +477,10 @@ def run_study(
       that every cell equals :func:`~ftrl_adam.studies.single_run` bit for bit
       (default True), and a configuration continued by halving equals its
       unpruned run bit for bit; False: ``grid.fast_compiler_options()``,
-      equal to float32 rounding.
+      equal to float32 rounding.  On CPU the reproducible options cost a
+      model's program compile and run time: a 2-run ``charlm`` study of 100
+      steps compiled in 19.0 s and ran in 4.7 s, against 6.2 s and 3.1 s with
+      False (measured on the 2-core development machine).
     **options: the options of :func:`make_study`.
 
   Returns:
