@@ -142,7 +142,7 @@ def test_the_colour_bar_labels_its_ends_at_round_float32_values():
             if lo <= tick <= hi and lab.get_text()}
   log = labels([1e-3, 1e-2, 1e-2, 3e-3, 1e-3, 1e-2], log_value=True)
   assert {"0.001", "0.01"} <= log and "0.003" in log, log
-  assert {"0.1", "0.2"} <= labels([0.1, 0.2, 0.15, 0.1, 0.2, 0.1],
+  assert {"0.10", "0.20"} <= labels([0.1, 0.2, 0.15, 0.1, 0.2, 0.1],
                                   min_color_ratio=1.0)
 
 
@@ -160,6 +160,15 @@ def test_a_narrow_field_reads_as_many_digits_as_tell_its_numbers_apart():
   assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks
   assert all(len(x) == len(ticks[0]) for x in ticks), ticks   # 2.2464, not 2.246
   assert sorted(x.get_text() for x in fig.axes[0].texts) == ["2.246", "2.247"]
+  t["v"] = np.float32([0.0466, 0.0478])                         # 0.0470, not 0.047
+  fig = plots.heatmap(t, "v", min_color_ratio=1.0)
+  fig.canvas.draw()
+  assert "0.0470" in [x.get_text() for x in fig.axes[1].yaxis.get_majorticklabels()]
+  three = grid.product(b1=[0.5], b2=[0.9, 0.99, 0.999])
+  three["v"] = np.float32([0.04666, 0.046702, 0.048])   # not only the ends
+  fig = plots.heatmap(three, "v", annotate=True)
+  assert sorted(x.get_text() for x in fig.axes[0].texts) == [
+      "0.04666", "0.04670", "0.04800"]
   t["v"] = np.float32([0.5, 0.25])                 # a wide field: 3 digits, as typed
   fig = plots.heatmap(t, "v", annotate=True)
   assert sorted(x.get_text() for x in fig.axes[0].texts) == ["0.25", "0.5"]

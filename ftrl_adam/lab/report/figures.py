@@ -209,20 +209,30 @@ def _significant(x: float, digits: int) -> str:
   return f"{x:#.{digits}g}" if digits > 3 else f"{x:.{digits}g}"
 
 
-class _Distinct(Formatter):
-  """Tick labels with 3 significant digits, or as many more (up to 9) as it
-  takes for no two ticks to read the same: a scale from 2.2463 to 2.2468
-  reads 2.2464, 2.2465, ... rather than 2.25 five times."""
+class _TickLabels(Formatter):
+  """A colour bar's tick labels: 3 significant digits, or as many more (up
+  to 9) as it takes for no two ticks to read the same (a scale from 2.2463
+  to 2.2468 reads 2.2464, 2.2465, ..., not 2.25 five times); on a linear
+  scale with as many decimals each (0.0468, 0.0470, not 0.047; 0.5, 1.0)."""
 
-  digits = 3
+  def __init__(self, log: bool) -> None:
+    self.log, self.texts = log, {}
 
   def set_locs(self, locs: Any) -> None:
     super().set_locs(locs)
-    self.digits = next((d for d in range(3, 10)
-                        if len({f"{v:.{d}g}" for v in locs}) == len(locs)), 9)
+    locs = [float(v) for v in locs]
+    digits = next((d for d in range(3, 10)
+                   if len({f"{v:.{d}g}" for v in locs}) == len(locs)), 9)
+    texts = [_significant(v, digits) for v in locs]
+    if not self.log and locs and not any("e" in t for t in texts):
+      decimals = max(len(f"{v:#.{digits}g}".partition(".")[2]) for v in locs)
+      fixed = [f"{v:.{decimals}f}" for v in locs]
+      cut = min([decimals] + [len(t) - len(t.rstrip("0")) for t in fixed])
+      texts = [t[:len(t) - cut].rstrip(".") if cut else t for t in fixed]
+    self.texts = dict(zip(locs, texts, strict=True))
 
   def __call__(self, x: float, pos: Any = None) -> str:
-    return _significant(x, self.digits)
+    return self.texts.get(float(x), _significant(x, 3))
 
 
 def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
@@ -234,7 +244,7 @@ def _colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
   capped = bool(v.size and vmax is not None and v.max() > vmax)
   bar = fig.colorbar(mesh, ax=ax, label=label,
                      extend="max" if capped else "neither")
-  bar.ax.yaxis.set_major_formatter(_Distinct())
+  bar.ax.yaxis.set_major_formatter(_TickLabels(log))
   bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
                                    else NullFormatter())
   if (v.size and mesh.norm.vmax is not None
@@ -463,8 +473,8 @@ def heatmap(
     title: the title; default ``"<reduce> of <value>"``.
     path: if given, the PNG is written there (atomically).
     annotate: write each cell's number in it (for small grids), to 3
-      significant digits, or more where the smallest and the largest would
-      read the same (the colour bar's labels too).
+      significant digits, or more (up to 5) where two different numbers would
+      read the same (the colour bar's labels: up to 9).
     cmap: a Matplotlib colormap name.
     figsize: figure size in inches (3.4 wide fits a column of a two-column
       paper).
@@ -579,13 +589,13 @@ def _wrap(text: str, width_in: float, fontsize: float) -> str:
 def _annotate(ax: Any, z: np.ndarray, colours: Any, norm: Any) -> None:
   """Each cell's number in it, dark on light cells and light on dark ones, in
   a font that fits the cell (none where even 4.5 pt would not).  Three
-  significant digits, or up to 6 where it takes more for the smallest and
-  the largest number (the two ends of the colours) to read differently."""
+  significant digits, or as many more (up to 5) as it takes for numbers that
+  differ in their first 5 to read differently."""
   v = z[np.isfinite(z)]
   if not v.size:
     return
-  digits = next((d for d in range(3, 7)
-                 if f"{v.min():.{d}g}" != f"{v.max():.{d}g}"), 3)
+  apart = len({f"{x:.5g}" for x in v})
+  digits = next(d for d in range(3, 6) if len({f"{x:.{d}g}" for x in v}) == apart)
   texts = {(i, j): _significant(z[i, j], digits) for i in range(z.shape[0])
            for j in range(z.shape[1]) if np.isfinite(z[i, j])}
   box = ax.get_position()
