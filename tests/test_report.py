@@ -165,10 +165,14 @@ def test_a_narrow_field_reads_as_many_digits_as_tell_its_numbers_apart():
   fig.canvas.draw()
   assert "0.0470" in [x.get_text() for x in fig.axes[1].yaxis.get_majorticklabels()]
   three = grid.product(b1=[0.5], b2=[0.9, 0.99, 0.999])
-  three["v"] = np.float32([0.04666, 0.046702, 0.048])   # not only the ends
-  fig = plots.heatmap(three, "v", annotate=True)
+  three["v"] = np.float32([0.04666, 0.04674, 0.04799])  # not only the ends
+  fig = plots.heatmap(three, "v", annotate=True, min_color_ratio=1.0)
   assert sorted(x.get_text() for x in fig.axes[0].texts) == [
-      "0.04666", "0.04670", "0.04800"]
+      "0.04666", "0.04674", "0.04799"]
+  # the same numbers on a scale twice as wide: the two first look alike too
+  fig = plots.heatmap(three, "v", annotate=True, color_range=(0.0466, 0.0600))
+  assert sorted(x.get_text() for x in fig.axes[0].texts) == [
+      "0.0467", "0.0467", "0.048"]
   t["v"] = np.float32([0.5, 0.25])                 # a wide field: 3 digits, as typed
   fig = plots.heatmap(t, "v", annotate=True)
   assert sorted(x.get_text() for x in fig.axes[0].texts) == ["0.25", "0.5"]

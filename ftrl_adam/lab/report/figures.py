@@ -473,8 +473,8 @@ def heatmap(
     title: the title; default ``"<reduce> of <value>"``.
     path: if given, the PNG is written there (atomically).
     annotate: write each cell's number in it (for small grids), to 3
-      significant digits, or more (up to 5) where two different numbers would
-      read the same (the colour bar's labels: up to 9).
+      significant digits, or more (up to 5) where two cells of visibly
+      different colours would read the same.
     cmap: a Matplotlib colormap name.
     figsize: figure size in inches (3.4 wide fits a column of a two-column
       paper).
@@ -586,16 +586,27 @@ def _wrap(text: str, width_in: float, fontsize: float) -> str:
   return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
 
 
+def _same_text_same_colour(v: np.ndarray, place: np.ndarray,
+                           digits: int) -> bool:
+  """Whether the sorted values ``v`` that read the same to ``digits``
+  significant digits lie within 5% of the colour scale (``place``) of each
+  other: rounding is monotone, so each run of one text is checked end to end."""
+  texts = [f"{x:.{digits}g}" for x in v]
+  starts = [0] + [i for i in range(1, len(v)) if texts[i] != texts[i - 1]]
+  ends = starts[1:] + [len(v)]
+  return all(place[e - 1] - place[b] <= 0.05 for b, e in zip(starts, ends, strict=True))
+
+
 def _annotate(ax: Any, z: np.ndarray, colours: Any, norm: Any) -> None:
   """Each cell's number in it, dark on light cells and light on dark ones, in
   a font that fits the cell (none where even 4.5 pt would not).  Three
-  significant digits, or as many more (up to 5) as it takes for numbers that
-  differ in their first 5 to read differently."""
-  v = z[np.isfinite(z)]
+  significant digits, or as many more (up to 5) as it takes for cells whose
+  colours differ (by 5% of the scale) to read differently."""
+  v = np.sort(z[np.isfinite(z)])
   if not v.size:
     return
-  apart = len({f"{x:.5g}" for x in v})
-  digits = next(d for d in range(3, 6) if len({f"{x:.{d}g}" for x in v}) == apart)
+  place = np.clip(np.nan_to_num(np.ma.filled(norm(v), np.nan)), 0.0, 1.0)
+  digits = next((d for d in (3, 4) if _same_text_same_colour(v, place, d)), 5)
   texts = {(i, j): _significant(z[i, j], digits) for i in range(z.shape[0])
            for j in range(z.shape[1]) if np.isfinite(z[i, j])}
   box = ax.get_position()
