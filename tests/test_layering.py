@@ -7,7 +7,7 @@
   engine -> report (tables to summaries and figures, knowing no experiment)
   -> experiment runner -> experiments (regret, studies) -> cli.  A place
   imports only places before it (and the optimizer);
-* ``lab/report/figures.py`` is the only Matplotlib user, and only the runner
+* ``lab/report/figures/`` is the only Matplotlib user, and only the runner
   (after the results are written) and the CLI import it: experiments
   describe their figures as data.
 """
@@ -94,7 +94,8 @@ def test_lab_imports_flow_one_way():
 def test_only_the_report_draws_and_only_the_runner_and_cli_import_it():
   users = {str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
            if any(m.split(".")[0] == "matplotlib" for m in _imports(p))}
-  assert users == {"lab/report/figures.py"}
+  assert users == {"lab/report/figures/__init__.py",
+                   "lab/report/figures/colours.py"}
   for p in LAB.rglob("*.py"):
     if _place_of_file(p) in ("report", "experiment", "cli"):
       continue
