@@ -20,6 +20,7 @@ from ftrl_adam import grid
 from ftrl_adam.lab import experiment
 from ftrl_adam.lab.protocol import Heatmap
 from ftrl_adam.lab.protocol import Part
+from ftrl_adam.lab.protocol import Result
 from ftrl_adam.lab.protocol import Size
 from ftrl_adam.lab.protocol import concat
 from ftrl_adam.lab.protocol import seconds_line
@@ -141,3 +142,14 @@ def test_the_runner_and_the_experiments_call_each_other_one_way():
             assert names <= {"run_experiment"}, (path, names)
           assert not node.module.startswith("ftrl_adam.lab.report.figures"), path
 
+
+def test_the_seconds_line_gives_a_fast_run_its_compute_time():
+  """A quadratic study's chunks take milliseconds: not 'compute 0.0 s'."""
+  r = Result(spec=None, table={}, extra={}, summary=[], files={}, computed=4,
+             seconds={"wall": 5.31, "compute": 0.0123})
+  assert seconds_line(r) == (
+      "5.3 s (compute 0.012 s summed over every run that contributed chunks)")
+  assert "(compute 2.9 s when" in seconds_line(dataclasses.replace(
+      r, computed=0, seconds={"wall": 1.0, "compute": 2.94}))
+  assert "compute 0.0 s" in seconds_line(dataclasses.replace(
+      r, seconds={"wall": 1.0, "compute": 0.0}))

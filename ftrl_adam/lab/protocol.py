@@ -217,9 +217,14 @@ def concat(tables: Sequence[Mapping[str, np.ndarray]],
 
 def seconds_line(result: Result) -> str:
   """'3.2 s (compute 2.9 s summed over ...)' for summaries."""
-  s = result.seconds
+  s = {k: _seconds(v) for k, v in result.seconds.items()}
   if not result.computed:
     return (f"no new cells: every chunk was on disk (compute "
-            f"{s.get('compute', 0.0):.1f} s when they were computed)")
-  return (f"{s.get('wall', 0.0):.1f} s (compute {s.get('compute', 0.0):.1f} s "
+            f"{s.get('compute', '0.0')} s when they were computed)")
+  return (f"{s.get('wall', '0.0')} s (compute {s.get('compute', '0.0')} s "
           f"summed over every run that contributed chunks)")
+
+
+def _seconds(x: float) -> str:
+  """``3.2``, or two significant digits under 0.1 s (``0.012``, not ``0.0``)."""
+  return f"{x:.1f}" if x >= 0.1 or x == 0 else f"{x:.2g}"
