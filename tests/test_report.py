@@ -173,6 +173,9 @@ def test_a_narrow_field_reads_as_many_digits_as_tell_its_numbers_apart():
   fig = plots.heatmap(three, "v", annotate=True, color_range=(0.0466, 0.0600))
   assert sorted(x.get_text() for x in fig.axes[0].texts) == [
       "0.0467", "0.0467", "0.048"]
+  t["v"] = np.float32([1234.5, 1234.9])            # 4 digits of a large number
+  fig = plots.heatmap(t, "v", annotate=True, min_color_ratio=1.0)
+  assert sorted(x.get_text() for x in fig.axes[0].texts) == ["1234", "1235"]
   t["v"] = np.float32([0.5, 0.25])                 # a wide field: 3 digits, as typed
   fig = plots.heatmap(t, "v", annotate=True)
   assert sorted(x.get_text() for x in fig.axes[0].texts) == ["0.25", "0.5"]

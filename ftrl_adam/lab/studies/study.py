@@ -480,7 +480,7 @@ def run_study(
       equal to float32 rounding.  On CPU the reproducible options cost a
       model's program compile and run time: a 2-run ``charlm`` study of 100
       steps compiled in 19.0 s and ran in 4.7 s, against 6.2 s and 3.1 s with
-      False (measured on the 2-core development machine).
+      False (one CPU device of the 2-core development machine).
     **options: the options of :func:`make_study`.
 
   Returns:

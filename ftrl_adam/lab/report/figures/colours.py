@@ -73,8 +73,8 @@ def _widened(lo: float, hi: float) -> tuple[float, float]:
 
 def _significant(x: float, digits: int) -> str:
   """``x`` to ``digits`` significant digits; beyond 3, trailing zeros kept,
-  so that 2.3100 stands beside 2.3098 (not 2.31)."""
-  return f"{x:#.{digits}g}" if digits > 3 else f"{x:.{digits}g}"
+  so that 2.3100 stands beside 2.3098 (not 2.31), but no bare point (1235)."""
+  return f"{x:#.{digits}g}".rstrip(".") if digits > 3 else f"{x:.{digits}g}"
 
 
 class _TickLabels(Formatter):
@@ -115,9 +115,9 @@ def colour_bar(fig: Figure, ax: Any, mesh: Any, label: str, z: np.ndarray,
   bar.ax.yaxis.set_major_formatter(_TickLabels(log))
   bar.ax.yaxis.set_minor_formatter(_minor_labels(mesh.norm) if log
                                    else NullFormatter())
-  if (v.size and mesh.norm.vmax is not None
-      and _widened(0.0, float(v.max()))[1] < mesh.norm.vmax):
-    bar.ax.axhline(float(v.max()), color="black", lw=1.0)
+  top = float(v.max()) if v.size else np.nan
+  if vmax is not None and top + 2.0 * _HAIR * abs(top) < vmax:  # beyond the hair
+    bar.ax.axhline(top, color="black", lw=1.0)
   return bar
 
 
@@ -127,7 +127,7 @@ def _minor_labels(norm: Any) -> Any:
   suffice and more would crowd)."""
   lo, hi = norm.vmin, norm.vmax
   ratio = hi / lo if lo and hi and lo > 0 else np.inf
-  ratio /= (1.0 + _HAIR) ** 2      # a scale set from the values (_widened)
+  ratio /= 1.0 + 4.0 * _HAIR       # a scale set from the values (_widened)
   keep = {2, 3, 5, 7} if ratio <= 10 else {2, 5} if ratio <= 100 else set()
 
   def label(v, _):
