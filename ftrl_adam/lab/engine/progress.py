@@ -23,6 +23,7 @@ import gc
 import logging
 import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -46,27 +47,68 @@ class _NoCtrlCRecords(logging.Filter):
 
 
 @contextlib.contextmanager
-def ctrl_c_unlogged() -> Iterator[None]:
-  """While chunks run: a Ctrl-C that lands in JAX's own frames around a
-  progress callback (before :meth:`Progress.tick`'s ``try``) is not logged
-  by JAX as a failed callback with its traceback; the engine raises it as
-  ``KeyboardInterrupt`` when the chunk returns, as one caught in ``tick``.
-  Signals are handled on the main thread, so only the callbacks run there
-  while the chunks run can meet one."""
+def ctrl_c_stops_chunks(progress: Optional["Progress"] = None
+                        ) -> Iterator[None]:
+  """While chunks run: a Ctrl-C stops the running chunk at its next progress
+  callback, not at its end, and is not logged by JAX as a failed callback.
+
+  The main thread waits inside XLA while a chunk runs, and Python handles a
+  signal only when that wait returns: a Ctrl-C waited for the chunk's end
+  (7 s of a 9 s chunk of the CLI test; a long ``--chunk-size`` could take
+  minutes).  Here the signal's number is also written to a socket
+  (``signal.set_wakeup_fd``, in the main thread, where no other wake-up fd is
+  set) that :meth:`Progress.tick` reads, from whatever thread XLA runs it
+  in: it raises ``KeyboardInterrupt`` in the callback, XLA ends the program
+  with an error, and the engine raises ``KeyboardInterrupt``.  Without
+  progress (no callbacks in the program) the chunk runs to its end.
+
+  A ``KeyboardInterrupt`` raised in a callback (or in JAX's frames around
+  it) would be logged by JAX as "jax.debug.callback failed" with its
+  traceback; those records (and only those) are dropped.
+  """
   logger = logging.getLogger("jax._src.debugging")
   quiet = _NoCtrlCRecords()
   logger.addFilter(quiet)
+  wake = _wakeup_socket()
+  if progress is not None:
+    progress._running = True
+    progress._signals = wake[0] if wake is not None else None
   try:
     yield
   finally:
+    if progress is not None:   # later ticks (a chunk left running) are quiet
+      progress._running, progress._signals = False, None
     logger.removeFilter(quiet)
+    if wake is not None:
+      signal.set_wakeup_fd(wake[2])
+      for end in wake[:2]:
+        end.close()
+
+
+def _wakeup_socket() -> Optional[tuple[socket.socket, socket.socket, int]]:
+  """(read end, write end, previous fd) of a wake-up socket now set, or None
+  (not the main thread, a Ctrl-C handler or a wake-up fd of someone else's)."""
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) not in (signal.default_int_handler,
+                                                 _sigint)):
+    return None     # a Ctrl-C handler of the caller's decides, not the chunk
+  read, write = socket.socketpair()
+  for end in (read, write):
+    end.setblocking(False)
+  previous = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+  if previous != -1:          # e.g. an event loop's: theirs, left alone
+    signal.set_wakeup_fd(previous)
+    read.close()
+    write.close()
+    return None
+  return read, write, previous
 
 
 @contextlib.contextmanager
 def ctrl_c_outside_callbacks() -> Iterator[None]:
   """While the block runs (in the main thread, under Python's own Ctrl-C
   handler): a Ctrl-C that lands inside a garbage-collector callback or a
-  ``__del__`` is raised a moment later, in the code that runs next.
+  ``__del__`` is raised a moment later (as a real signal: a wait in C ends).
 
   Python runs a signal's handler in whatever Python code the main thread is
   executing, and a ``KeyboardInterrupt`` raised inside a ``gc.callbacks``
@@ -88,9 +130,19 @@ def ctrl_c_outside_callbacks() -> Iterator[None]:
 
 def _sigint(signum: int, frame: Any) -> None:
   if _in_a_finaliser(frame):
-    threading.Timer(0.01, _thread.interrupt_main, (signum,)).start()
+    threading.Timer(0.01, _signal_main_thread, (signum,)).start()
     return
   raise KeyboardInterrupt
+
+
+def _signal_main_thread(signum: int) -> None:
+  """The signal again, as a real one to the main thread: a wait there in C
+  (a sleep, a lock, a queue) ends at once; ``_thread.interrupt_main`` only
+  flags it, and the Ctrl-C waited for the wait's end (a 60 s sleep: 60 s)."""
+  if hasattr(signal, "pthread_kill"):
+    signal.pthread_kill(threading.main_thread().ident, signum)
+  else:                                     # Windows
+    _thread.interrupt_main(signum)
 
 
 def _in_a_finaliser(frame: Any) -> bool:
@@ -101,6 +153,14 @@ def _in_a_finaliser(frame: Any) -> bool:
       return True
     frame = frame.f_back
   return False
+
+
+def _sigint_read(signals: socket.socket) -> bool:
+  """Whether a SIGINT was written to the wake-up socket since the last read."""
+  try:
+    return signal.SIGINT in signals.recv(512)
+  except (BlockingIOError, OSError):
+    return False
 
 
 def format_seconds(s: float) -> str:
@@ -147,8 +207,12 @@ class Progress:
     self._cells0 = self._cells_done = self._chunks_done = 0
     self._chunk_cells = 0
     self._open_line = False
-    #: A Ctrl-C caught inside :meth:`tick`, for the engine to raise.
+    #: A Ctrl-C seen by :meth:`tick`, for the engine to raise.
     self.interrupted = False
+    #: Whether a program traced for this progress reports its rounds.
+    self.reports_rounds = False
+    self._running = False                            # ctrl_c_stops_chunks'
+    self._signals: Optional[socket.socket] = None    # ... and its socket
 
   def _emit(self, text: str, final: bool) -> None:
     with self._lock:
@@ -201,14 +265,20 @@ class Progress:
   def tick(self, t: Any, total: int) -> None:
     """Round ``t`` of ``total`` of the running chunk (a host callback).
 
-    A Ctrl-C that lands in here is kept in :attr:`interrupted` (raised inside
-    a callback, XLA would turn it into a ``JaxRuntimeError``); the engine
-    raises ``KeyboardInterrupt`` when the chunk returns.
+    After a Ctrl-C (caught in here, or read from the wake-up socket of
+    :func:`ctrl_c_stops_chunks`) it raises ``KeyboardInterrupt``, which ends
+    the program: XLA returns an error, the engine raises the Ctrl-C.
     """
     try:
-      self._tick(t, total)
+      signals = self._signals
+      if not self.interrupted and signals is not None:
+        self.interrupted = _sigint_read(signals)
+      if not self.interrupted:
+        self._tick(t, total)
     except KeyboardInterrupt:
       self.interrupted = True
+    if self.interrupted and self._running:
+      raise KeyboardInterrupt
 
   def _tick(self, t: Any, total: int) -> None:
     now = time.perf_counter()
@@ -274,6 +344,7 @@ def report_rounds(t: jax.Array, total: int, *, times: int = 50) -> None:
   if progress is None:
     return
   every = max(1, int(total) // max(1, times))
+  progress.reports_rounds = True
   jax.lax.cond(t % every == 0,
                lambda: jax.debug.callback(progress.tick, t, int(total)),
                lambda: None)

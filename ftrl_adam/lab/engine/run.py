@@ -20,7 +20,7 @@ from ftrl_adam.lab.engine.program import Layout
 from ftrl_adam.lab.engine.program import Program
 from ftrl_adam.lab.engine.progress import Progress
 from ftrl_adam.lab.engine.progress import ctrl_c_outside_callbacks
-from ftrl_adam.lab.engine.progress import ctrl_c_unlogged
+from ftrl_adam.lab.engine.progress import ctrl_c_stops_chunks
 from ftrl_adam.lab.engine.tables import Table
 from ftrl_adam.lab.engine.tables import canonical_table
 from ftrl_adam.lab.engine.tables import n_rows
@@ -199,29 +199,38 @@ class _Run:
     if not todo:      # every chunk on disk: nothing to compile
       return
     compiled = self.program.compile()
-    with ctrl_c_unlogged():
+    with ctrl_c_stops_chunks(self.bar):
       self._run_chunks(table, todo, compiled)
 
   def _run_chunks(self, table: Table, todo: Sequence[int], compiled: Any
                   ) -> None:
-    lay, pending = self.program.layout, None
+    lay, flight = self.program.layout, []
     try:
       for i in todo:
         start, stop = lay.rows(i, self.n)
         inputs = _chunk_inputs(self.program, table, start, stop)
         self.bar.chunk_started(stop - start)
-        item = (i, start, stop, compiled(inputs), time.perf_counter())
-        if pending is not None:
-          self._finish(*pending)
-        pending = item
-      if pending is not None:
-        self._finish(*pending)
-    except jax.errors.JaxRuntimeError as e:
+        flight.append((i, start, stop, compiled(inputs), time.perf_counter()))
+        if len(flight) == 2:
+          self._finish(*flight.pop(0))
+      if flight:
+        self._finish(*flight.pop(0))
+    except (jax.errors.JaxRuntimeError, KeyboardInterrupt) as e:
       # A Ctrl-C inside a progress callback reaches here as XLA's error
       # around the callback's traceback: it is the Ctrl-C.
-      if self.bar.interrupted or "KeyboardInterrupt" in str(e):
-        raise KeyboardInterrupt from None
-      raise
+      if not (isinstance(e, KeyboardInterrupt) or self.bar.interrupted
+              or "KeyboardInterrupt" in str(e)):
+        raise
+      self.bar.interrupted = True
+      if self.bar.reports_rounds:
+        # The chunk dispatched after it stops at its first progress
+        # callback: wait for that, so that no program is left running.
+        for item in flight:
+          try:
+            jax.block_until_ready(item[3])
+          except jax.errors.JaxRuntimeError:
+            pass
+      raise KeyboardInterrupt from None
 
   def _finish(self, i: int, start: int, stop: int, out: Any, t0: float
               ) -> None:
@@ -279,7 +288,9 @@ def run_grid(
   ``P`` by repeating its last cell, run, gathered to the host and unpadded.
   The next chunk is dispatched before the previous one is fetched, so the
   host work overlaps the device work.  A Ctrl-C stops it with
-  ``KeyboardInterrupt`` (the finished chunks kept in ``out_dir``), also one
+  ``KeyboardInterrupt`` (the finished chunks kept in ``out_dir``): at the
+  running chunk's next :func:`~ftrl_adam.grid.report_rounds` if ``cell_fn``
+  reports its rounds and progress is on, else when the chunk ends; also one
   that lands inside a garbage-collector callback, where Python would print
   it as ignored and go on (:func:`~ftrl_adam.lab.engine.progress.ctrl_c_outside_callbacks`).
 
