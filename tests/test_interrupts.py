@@ -231,3 +231,54 @@ def test_a_ctrl_c_inside_a_gc_callback_is_raised_after_it_not_lost():
   # Raised as a real signal to the main thread: a blocking wait (a sleep, a
   # lock, a queue) ends at once instead of running to its end first.
   assert waited["guarded"] < 10, waited
+
+
+_LONG_CHUNK = textwrap.dedent("""
+    import os, signal, threading, time
+    import jax, jax.numpy as jnp
+    from ftrl_adam import grid
+
+    T = 10_000_000    # blocks of 1,000 rounds, minutes: never finished here
+
+    def cell(c):
+      def block(x, t):
+        x = jax.lax.fori_loop(0, 1000, lambda i, x: x * 0.999 + c["b1"], x)
+        grid.report_rounds(t, T, times=T // 1000)
+        return x, None
+      return {"x": jax.lax.scan(block, 0.0, jnp.arange(1, T + 1))[0]}
+
+    table = grid.product(b1=[0.1, 0.2, 0.3, 0.4])
+    def chunk_started(cells, start=grid.Progress.chunk_started):
+      start(bar, cells)
+      if not timers:   # a second after the first chunk is dispatched
+        timers.append(threading.Timer(1.0, ctrl_c))
+        timers[0].start()
+    def ctrl_c():
+      sent.append(time.monotonic())
+      os.kill(os.getpid(), signal.SIGINT)
+    bar, timers, sent = grid.Progress(min_interval=60.0), [], []
+    bar.chunk_started = chunk_started
+    try:
+      grid.run_grid(cell, table, chunk_size=2, progress=bar)
+    except KeyboardInterrupt:
+      took = time.monotonic() - sent[0]
+      cpu = time.process_time()
+      time.sleep(1.0)
+      print(f"{took:.3f} {time.process_time() - cpu:.3f}", flush=True)
+""")
+
+
+def test_a_ctrl_c_stops_the_running_chunks_and_leaves_none_running():
+  # Before, the main thread's wait for the chunk returned on the Ctrl-C but
+  # the program ran on in XLA's threads (a Jupyter kernel kept both cores
+  # busy for the rest of the chunk); or the wait itself lasted to the chunk's
+  # end (the CLI).  Now each chunk in flight stops at its next progress
+  # report and the engine waits for that.
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="2")
+  proc = subprocess.run([sys.executable, "-c", _LONG_CHUNK], env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  took, cpu_after = map(float, proc.stdout.split())
+  assert took < 5, took           # before: the chunk's end (35 s here)
+  assert cpu_after < 0.3, cpu_after     # a chunk left running: 1-2 s

@@ -337,8 +337,11 @@ def report_rounds(t: jax.Array, total: int, *, times: int = 50) -> None:
   Call it inside a cell function's ``lax.scan`` over rounds (``t`` the
   round, not batched over cells): about ``times`` times per chunk the host
   prints how far the chunk has got, so a single long chunk still shows
-  progress.  Outside a grid traced with progress on, it adds nothing to the
-  program; it never changes a result.
+  progress, and a Ctrl-C stops the chunk there.  Outside a grid traced with
+  progress on, it adds nothing to the program; it never changes a result.
+  Its test of ``t`` costs about 170 ns a call on CPU: in a scan over single
+  cheap rounds, call it once per block of rounds, as the games do (one call
+  per round made a 20M-round scan of 4 cells take 3.5 s instead of 0.3 s).
   """
   progress = getattr(_TRACING, "progress", None)
   if progress is None:

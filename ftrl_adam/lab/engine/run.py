@@ -212,9 +212,10 @@ class _Run:
         self.bar.chunk_started(stop - start)
         flight.append((i, start, stop, compiled(inputs), time.perf_counter()))
         if len(flight) == 2:
-          self._finish(*flight.pop(0))
+          self._finish(*flight[0])
+          flight.pop(0)
       if flight:
-        self._finish(*flight.pop(0))
+        self._finish(*flight[0])
     except (jax.errors.JaxRuntimeError, KeyboardInterrupt) as e:
       # A Ctrl-C inside a progress callback reaches here as XLA's error
       # around the callback's traceback: it is the Ctrl-C.
@@ -223,13 +224,15 @@ class _Run:
         raise
       self.bar.interrupted = True
       if self.bar.reports_rounds:
-        # The chunk dispatched after it stops at its first progress
-        # callback: wait for that, so that no program is left running.
+        # The chunks in flight stop at their next progress callback: wait
+        # for that, so that no program is left running.
         for item in flight:
           try:
             jax.block_until_ready(item[3])
           except jax.errors.JaxRuntimeError:
             pass
+        if self.program.layout.sharding.is_fully_addressable:
+          _callback_errors_cleared(self.program.layout.sharding)
       raise KeyboardInterrupt from None
 
   def _finish(self, i: int, start: int, stop: int, out: Any, t0: float
@@ -257,6 +260,29 @@ class _Run:
     if self.on_chunk is not None:
       self.on_chunk(ChunkInfo(i, start, stop, self.program.layout.n_chunks,
                               secs))
+
+
+def _nothing() -> None:
+  pass
+
+
+@jax.jit
+def _a_callback(x: jax.Array) -> jax.Array:
+  jax.debug.callback(_nothing)
+  return x
+
+
+def _callback_errors_cleared(sharding: Any) -> None:
+  """After programs stopped by a Ctrl-C in their progress callback.
+
+  JAX keeps, per device, the completion of the last program with a host
+  callback, and waits on it at exit: a stopped program's error was printed
+  there as two ignored exceptions.  A program with a callback that does
+  nothing, on the same devices, takes its place.
+  """
+  x = jax.device_put(np.zeros(sharding.mesh.devices.size, np.float32),
+                     sharding)
+  jax.block_until_ready(_a_callback(x))
 
 
 @ctrl_c_outside_callbacks()
