@@ -7,6 +7,7 @@ different points of a run (tracing, compiling, inside a chunk whose rounds
 report progress, between chunks), in one process and in the CLI.
 """
 
+import io
 import os
 import logging
 import queue
@@ -282,3 +283,22 @@ def test_a_ctrl_c_stops_the_running_chunks_and_leaves_none_running():
   took, cpu_after = map(float, proc.stdout.split())
   assert took < 5, took           # before: the chunk's end (35 s here)
   assert cpu_after < 0.3, cpu_after     # a chunk left running: 1-2 s
+
+
+def test_a_progress_interrupted_before_runs_the_next_grid_to_its_end():
+  # A notebook's Progress, interrupted once, passed to the next run_grid.
+  import jax
+  import jax.numpy as jnp
+  from ftrl_adam import grid
+
+  def cell(c):
+    def body(x, t):
+      grid.report_rounds(t, 100, times=10)
+      return x + c["b1"], None
+    return {"x": jax.lax.scan(body, 0.0, jnp.arange(1, 101))[0]}
+
+  bar = grid.Progress(enabled=True, stream=io.StringIO(), min_interval=0.0)
+  bar.interrupted = True
+  out = grid.run_grid(cell, grid.product(b1=[1.0, 2.0]), chunk_size=1,
+                      progress=bar)
+  assert out["x"].tolist() == [100.0, 200.0]

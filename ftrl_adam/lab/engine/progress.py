@@ -70,8 +70,8 @@ def ctrl_c_stops_chunks(progress: Optional["Progress"] = None
   quiet = _NoCtrlCRecords()
   logger.addFilter(quiet)
   wake = _wakeup_socket()
-  if progress is not None:
-    progress._running = True
+  if progress is not None:   # a Ctrl-C of an earlier run is not this one's
+    progress.interrupted, progress._running = False, True
     progress._signals = wake[0] if wake is not None else None
   try:
     yield
