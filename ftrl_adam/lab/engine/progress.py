@@ -68,40 +68,55 @@ def ctrl_c_stops_chunks(progress: Optional["Progress"] = None
   """
   logger = logging.getLogger("jax._src.debugging")
   quiet = _NoCtrlCRecords()
-  logger.addFilter(quiet)
-  wake = _wakeup_socket()
-  if progress is not None:   # a Ctrl-C of an earlier run is not this one's
-    progress.interrupted, progress._running = False, True
-    progress._signals = wake[0] if wake is not None else None
+  ends = None
   try:
+    logger.addFilter(quiet)
+    ends = _wakeup_socket()
+    if progress is not None:   # a Ctrl-C of an earlier run is not this one's
+      progress.interrupted, progress._running = False, True
+      progress._signals = ends[0] if ends is not None else None
     yield
   finally:
+    if ends is not None:       # first: a second Ctrl-C cannot leave it set
+      _wakeup_fd_unset(ends[1])
     if progress is not None:   # later ticks (a chunk left running) are quiet
       progress._running, progress._signals = False, None
     logger.removeFilter(quiet)
-    if wake is not None:
-      signal.set_wakeup_fd(wake[2])
-      for end in wake[:2]:
+    if ends is not None:
+      for end in ends:
         end.close()
 
 
-def _wakeup_socket() -> Optional[tuple[socket.socket, socket.socket, int]]:
-  """(read end, write end, previous fd) of a wake-up socket now set, or None
-  (not the main thread, a Ctrl-C handler or a wake-up fd of someone else's)."""
+def _wakeup_socket() -> Optional[tuple[socket.socket, socket.socket]]:
+  """(read end, write end) of a socket that signals now wake, or None (not
+  the main thread, a Ctrl-C handler or a wake-up fd of someone else's)."""
   if (threading.current_thread() is not threading.main_thread()
       or signal.getsignal(signal.SIGINT) not in (signal.default_int_handler,
                                                  _sigint)):
     return None     # a Ctrl-C handler of the caller's decides, not the chunk
-  read, write = socket.socketpair()
-  for end in (read, write):
-    end.setblocking(False)
-  previous = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
-  if previous != -1:          # e.g. an event loop's: theirs, left alone
-    signal.set_wakeup_fd(previous)
-    read.close()
-    write.close()
-    return None
-  return read, write, previous
+  ends = socket.socketpair()
+  try:
+    for end in ends:
+      end.setblocking(False)
+    previous = signal.set_wakeup_fd(ends[1].fileno(), warn_on_full_buffer=False)
+    if previous == -1:
+      return ends
+    signal.set_wakeup_fd(previous)    # e.g. an event loop's: theirs, left alone
+  except BaseException:
+    _wakeup_fd_unset(ends[1])
+    for end in ends:
+      end.close()
+    raise
+  for end in ends:
+    end.close()
+  return None
+
+
+def _wakeup_fd_unset(write: socket.socket) -> None:
+  """Unsets the wake-up fd if it is ``write``'s (someone else's stays)."""
+  current = signal.set_wakeup_fd(-1)
+  if current not in (-1, write.fileno()):
+    signal.set_wakeup_fd(current)
 
 
 @contextlib.contextmanager
@@ -271,8 +286,8 @@ class Progress:
     """
     try:
       signals = self._signals
-      if not self.interrupted and signals is not None:
-        self.interrupted = _sigint_read(signals)
+      if not self.interrupted and signals is not None and _sigint_read(signals):
+        self.interrupted = True    # only ever set here: ticks run at once
       if not self.interrupted:
         self._tick(t, total)
     except KeyboardInterrupt:

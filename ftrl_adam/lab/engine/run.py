@@ -224,16 +224,24 @@ class _Run:
         raise
       self.bar.interrupted = True
       if self.bar.reports_rounds:
-        # The chunks in flight stop at their next progress callback: wait
-        # for that, so that no program is left running.
-        for item in flight:
-          try:
-            jax.block_until_ready(item[3])
-          except jax.errors.JaxRuntimeError:
-            pass
-        if self.program.layout.sharding.is_fully_addressable:
-          _callback_errors_cleared(self.program.layout.sharding)
+        self._stop_in_flight(flight)
       raise KeyboardInterrupt from None
+
+  def _stop_in_flight(self, flight: Sequence[Any]) -> None:
+    """After a Ctrl-C: waits for the chunks in flight, which stop at their
+    next progress callback, so that no program is left running.  A second
+    Ctrl-C meanwhile (one re-sent out of a gc callback) is the same Ctrl-C."""
+    for item in flight:
+      try:
+        jax.block_until_ready(item[3])
+      except (jax.errors.JaxRuntimeError, KeyboardInterrupt):
+        pass
+    sharding = self.program.layout.sharding
+    if sharding.is_fully_addressable:
+      try:
+        _callback_errors_cleared(sharding)
+      except (Exception, KeyboardInterrupt):  # pylint: disable=broad-except
+        pass    # at worst JAX prints the stopped program's error at exit
 
   def _finish(self, i: int, start: int, stop: int, out: Any, t0: float
               ) -> None:
@@ -316,7 +324,8 @@ def run_grid(
   host work overlaps the device work.  A Ctrl-C stops it with
   ``KeyboardInterrupt`` (the finished chunks kept in ``out_dir``): at the
   running chunk's next :func:`~ftrl_adam.grid.report_rounds` if ``cell_fn``
-  reports its rounds and progress is on, else when the chunk ends; also one
+  reports its rounds and progress is on (in the main thread of a single
+  process), else when the chunk ends; also one
   that lands inside a garbage-collector callback, where Python would print
   it as ignored and go on (:func:`~ftrl_adam.lab.engine.progress.ctrl_c_outside_callbacks`).
 
