@@ -285,22 +285,26 @@ def test_a_ctrl_c_stops_the_running_chunks_and_leaves_none_running():
   assert cpu_after < 0.3, cpu_after     # a chunk left running: 1-2 s
 
 
-def test_a_progress_interrupted_before_runs_the_next_grid_to_its_end():
-  # A notebook's Progress, interrupted once, passed to the next run_grid.
+def _reporting_cell(c):
+  """100 rounds of x += b1, reporting them (in-process grids below)."""
   import jax
   import jax.numpy as jnp
   from ftrl_adam import grid
 
-  def cell(c):
-    def body(x, t):
-      grid.report_rounds(t, 100, times=10)
-      return x + c["b1"], None
-    return {"x": jax.lax.scan(body, 0.0, jnp.arange(1, 101))[0]}
+  def body(x, t):
+    grid.report_rounds(t, 100, times=10)
+    return x + c["b1"], None
+  return {"x": jax.lax.scan(body, 0.0, jnp.arange(1, 101))[0]}
+
+
+def test_a_progress_interrupted_before_runs_the_next_grid_to_its_end():
+  # A notebook's Progress, interrupted once, passed to the next run_grid.
+  from ftrl_adam import grid
 
   bar = grid.Progress(enabled=True, stream=io.StringIO(), min_interval=0.0)
   bar.interrupted = True
-  out = grid.run_grid(cell, grid.product(b1=[1.0, 2.0]), chunk_size=1,
-                      progress=bar)
+  out = grid.run_grid(_reporting_cell, grid.product(b1=[1.0, 2.0]),
+                      chunk_size=1, progress=bar)
   assert out["x"].tolist() == [100.0, 200.0]
 
 
@@ -338,21 +342,12 @@ def test_two_ticks_at_once_never_lose_the_ctrl_c():
   assert lost == 0, lost
 
 
-
 def test_a_wakeup_fd_of_the_callers_is_left_alone():
   # An event loop's wake-up fd (asyncio sets one): the engine neither
   # replaces it during the run nor unsets it after.
   import socket
 
-  import jax
-  import jax.numpy as jnp
   from ftrl_adam import grid
-
-  def cell(c):
-    def body(x, t):
-      grid.report_rounds(t, 100, times=10)
-      return x + c["b1"], None
-    return {"x": jax.lax.scan(body, 0.0, jnp.arange(1, 101))[0]}
 
   def current():
     fd = signal.set_wakeup_fd(-1)
@@ -365,7 +360,7 @@ def test_a_wakeup_fd_of_the_callers_is_left_alone():
   signal.set_wakeup_fd(theirs)
   try:
     during = []
-    grid.run_grid(cell, grid.product(b1=[1.0]), chunk_size=1,
+    grid.run_grid(_reporting_cell, grid.product(b1=[1.0]), chunk_size=1,
                   progress=grid.Progress(stream=io.StringIO()),
                   on_chunk=lambda _: during.append(current()))
   finally:
