@@ -42,9 +42,8 @@ rather than k coordinates (``leaves=k`` gives back a uniform spread).
 
 Reading the entries: :meth:`View.select_update` pushes the gather through
 the wrapped transform's traced update (``ftrl_adam._gather``) and reads the
-gradient's entries itself, one operand per leaf (``_gather.take``: the
-one or two strided slices of a leaf's positions side by side; one gather
-when a small leaf holds copies), so that with at most 8 leaves XLA fuses
+gradient's entries itself, one operand per leaf (``_gather.take``: one
+gather of the leaf's positions), so that with at most 8 leaves XLA fuses
 each of those reads into one kernel (it fuses a concatenation of at most 8
 operands).
 """

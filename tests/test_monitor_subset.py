@@ -3,8 +3,8 @@
 * The draw (``_coords.draw_subset``): k entries on at most ``leaves`` leaves,
   and every coordinate taken k / n times in expectation over the seed,
   whatever the size of its leaf (the mean over many seeds is within its
-  standard error of k / n); the reads (``_gather.take``: strided slices or a
-  gather) return exactly those entries.
+  standard error of k / n); the reads (``_gather.take``: one gather per
+  leaf) return exactly those entries.
 * The monitor on a subset reports exactly the regret of those entries: equal
   to a float64 recomputation from the gradients and the updates of the run.
 * Unbiased for the whole model: the mean over many seeds of the subset's
