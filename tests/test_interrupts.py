@@ -158,6 +158,35 @@ def test_ctrl_c_in_the_cli_is_one_line_and_exit_130(tmp_path):
     assert took < 5, (took, err[-3000:])
 
 
+def test_ctrl_c_in_a_study_stops_its_running_chunk(tmp_path):
+  # One run of 400,000 steps of the quadratic (about 6 s on 2 cores) in one
+  # chunk: the training loop reports its steps, so a Ctrl-C stops the chunk
+  # at the next report, not at its end (before, a charlm study kept running
+  # for minutes after a Ctrl-C and showed no progress inside a chunk).
+  out = tmp_path / "study"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "ftrl_adam.cli", "study", "--task", "quadratic",
+       "--b1", "0.9", "--b2", "0.99", "--lrs", "0.01", "--seeds", "1",
+       "--steps", "400000", "--eval-every", "200000", "--no-plots",
+       "--out", str(out)], env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  seen = []
+  for line in proc.stderr:           # until the chunk reports a step
+    seen.append(line)
+    if "(step " in line:
+      break
+  assert "(step " in seen[-1], "".join(seen)
+  proc.send_signal(signal.SIGINT)
+  sent = time.monotonic()
+  _, err = proc.communicate(timeout=120)
+  took = time.monotonic() - sent
+  assert proc.returncode == 130, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  assert "interrupted" in err and "run the same command again" in err
+  assert not list(out.glob("**/chunk_*.npz")), (took, err[-3000:])
+  assert took < 3, (took, err[-3000:])
+
+
 def test_a_ctrl_c_in_jaxs_callback_frames_is_not_logged_while_chunks_run(
     caplog):
   # A SIGINT landing in JAX's frames around a progress callback (outside

@@ -46,6 +46,7 @@ import optax
 
 import ftrl_adam as fa
 from ftrl_adam import _checks
+from ftrl_adam.lab.engine.progress import report_rounds
 from ftrl_adam.lab.studies import carry as carry_lib
 from ftrl_adam.lab.studies import optimizers as _optimizers
 from ftrl_adam.lab.studies.task import Task
@@ -177,10 +178,11 @@ class Trainer:
                               jnp.float32), params)
     return state
 
-  def _step_fn(self, tx, k_data):
+  def _step_fn(self, tx, k_data, report):
     task = self.task
 
     def step_fn(carry, step):
+      report(step)
       params, opt_state = carry
       batch = jax.lax.optimization_barrier(
           task.train_batch(jax.random.fold_in(k_data, step), step))
@@ -203,11 +205,12 @@ class Trainer:
       out += [task.accuracy(params, val), task.accuracy(ema, val)]
     return jnp.stack([jnp.asarray(x, jnp.float32) for x in out])
 
-  def _segment(self, tx, k_data, state, first, n):
+  def _segment(self, tx, k_data, state, first, n, report):
     """``n`` steps from ``first``, then an evaluation: the new state and
     what the curves and snapshots keep of it."""
     (params, opt_state), losses = jax.lax.scan(
-        self._step_fn(tx, k_data), (state["params"], state["opt_state"]),
+        self._step_fn(tx, k_data, report),
+        (state["params"], state["opt_state"]),
         first + jnp.arange(n, dtype=jnp.int32))
     evals = self._evaluate(params, opt_state)
     at = first + n
@@ -243,14 +246,19 @@ class Trainer:
     _, k_data = jax.random.split(jax.random.key(seed))
     tx = self.transform(hp)
     e = self.eval_every
+    # Steps done of this piece, for the engine's progress lines (about 50 a
+    # chunk); a Ctrl-C stops the chunk at the next one.
+    report = lambda step: report_rounds(step + 1 - start, stop - start,  # noqa: E731
+                                        unit="step")
     n_full = (min(stop, self.steps // e * e) - start) // e
     firsts = start + e * jnp.arange(n_full, dtype=jnp.int32)
     state, keep = jax.lax.scan(
-        lambda s, first: self._segment(tx, k_data, s, first, e), state, firsts)
+        lambda s, first: self._segment(tx, k_data, s, first, e, report), state,
+        firsts)
     if stop - (start + n_full * e):      # the last, shorter piece
       state, last = self._segment(tx, k_data, state,
                                   jnp.int32(start + n_full * e),
-                                  stop - (start + n_full * e))
+                                  stop - (start + n_full * e), report)
       keep = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), keep,
                           last)
     if self.sigma_rels:
