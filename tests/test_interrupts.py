@@ -132,29 +132,43 @@ def test_sigint_at_many_points_of_a_run_leaves_no_traceback(tmp_path):
   assert "% (round" in err    # the rounds were reported while running
 
 
+def _interrupted_cli(argv, out, ready, delay=0.0):
+  """Runs ``ftrl-adam *argv --out out``, sends a SIGINT once a stderr line
+  passes ``ready`` (and ``delay`` seconds more), checks the one clean stop
+  with no chunk finished; returns (seconds from the SIGINT to the exit, stderr)."""
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "ftrl_adam.cli", *argv, "--out", str(out)],
+      env=dict(os.environ, JAX_PLATFORMS="cpu"), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  seen = []
+  for line in proc.stderr:
+    seen.append(line)
+    if ready(line):
+      break
+  assert seen and ready(seen[-1]), "".join(seen)
+  time.sleep(delay)
+  proc.send_signal(signal.SIGINT)
+  sent = time.monotonic()
+  _, err = proc.communicate(timeout=120)
+  took = time.monotonic() - sent
+  assert proc.returncode == 130, err[-3000:]
+  assert "Traceback" not in err, err[-3000:]
+  assert "interrupted" in err and "run the same command again" in err
+  # The running chunk stops at its next progress callback, not at its end:
+  # no chunk was finished.
+  assert not list(out.glob("**/chunk_*.npz")), (took, err[-3000:])
+  return took, err
+
+
 def test_ctrl_c_in_the_cli_is_one_line_and_exit_130(tmp_path):
-  out = tmp_path / "run"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  argv = ["regret", "--b1", "0.5,0.9", "--b2", "0.25,0.81,0.99", "--seeds",
+          "4", "--T", "2000000", "--d", "2", "--adversaries", "gaussian",
+          "--chunk-size", "6", "--no-plots"]
   for delay in (0.0, 2.0):     # after the size line: compiling, running
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ftrl_adam.cli", "regret", "--b1", "0.5,0.9",
-         "--b2", "0.25,0.81,0.99", "--seeds", "4", "--T", "2000000", "--d", "2",
-         "--adversaries", "gaussian", "--chunk-size", "6", "--no-plots",
-         "--out", str(out)], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    first = proc.stderr.readline()     # the size line: JAX is imported
-    assert first.startswith("beta-grid:"), first
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    _, err = proc.communicate(timeout=120)
-    took = time.monotonic() - sent
-    assert proc.returncode == 130, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    assert "interrupted" in err and "run the same command again" in err
-    # The running chunk (2e6 rounds: 7-9 s on 2 cores) stops at its next
-    # progress callback, not at its end: no chunk was finished.
-    assert not list(out.glob("**/chunk_*.npz")), (took, err[-3000:])
+    # (a chunk of 2e6 rounds: 7-9 s on 2 cores)
+    took, err = _interrupted_cli(
+        argv, tmp_path / "run", lambda line: line.startswith("beta-grid:"),
+        delay)
     assert took < 5, (took, err[-3000:])
 
 
@@ -163,27 +177,10 @@ def test_ctrl_c_in_a_study_stops_its_running_chunk(tmp_path):
   # chunk: the training loop reports its steps, so a Ctrl-C stops the chunk
   # at the next report, not at its end (before, a charlm study kept running
   # for minutes after a Ctrl-C and showed no progress inside a chunk).
-  out = tmp_path / "study"
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "ftrl_adam.cli", "study", "--task", "quadratic",
-       "--b1", "0.9", "--b2", "0.99", "--lrs", "0.01", "--seeds", "1",
-       "--steps", "400000", "--eval-every", "200000", "--no-plots",
-       "--out", str(out)], env=dict(os.environ, JAX_PLATFORMS="cpu"),
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  seen = []
-  for line in proc.stderr:           # until the chunk reports a step
-    seen.append(line)
-    if "(step " in line:
-      break
-  assert "(step " in seen[-1], "".join(seen)
-  proc.send_signal(signal.SIGINT)
-  sent = time.monotonic()
-  _, err = proc.communicate(timeout=120)
-  took = time.monotonic() - sent
-  assert proc.returncode == 130, err[-3000:]
-  assert "Traceback" not in err, err[-3000:]
-  assert "interrupted" in err and "run the same command again" in err
-  assert not list(out.glob("**/chunk_*.npz")), (took, err[-3000:])
+  took, err = _interrupted_cli(
+      ["study", "--task", "quadratic", "--b1", "0.9", "--b2", "0.99", "--lrs",
+       "0.01", "--seeds", "1", "--steps", "400000", "--eval-every", "200000",
+       "--no-plots"], tmp_path / "study", lambda line: "(step " in line)
   assert took < 3, (took, err[-3000:])
 
 
