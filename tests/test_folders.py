@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 
 import jax.numpy as jnp
 import numpy as np
@@ -287,3 +288,16 @@ def test_the_lock_file_names_its_holder_and_is_gone_after_release(tmp_path):
   assert _store.holder(tmp_path) == os.getpid()
   lock.release()
   assert _store.holder(tmp_path) is None and not (tmp_path / ".lock").exists()
+
+
+def test_a_resumed_run_says_how_the_previous_one_ended(capsys):
+  spec = types.SimpleNamespace(WHAT="beta-grid")
+  for status, how, said in (
+      ("interrupted", "interrupted", "was interrupted"),
+      ("running", "stopped without finishing (killed, or its disk full)",
+       "stopped without finishing (killed, or its disk full)")):
+    assert experiment._previous(spec, "OUT", {"status": status}, True) == {
+        "previous_run": how}
+    assert capsys.readouterr().err == (
+        f"beta-grid: resuming OUT: the previous run {said}.\n")
+  assert experiment._previous(spec, "OUT", {"status": "complete"}, True) == {}

@@ -444,7 +444,8 @@ def _previous(spec: Experiment, out: str, old: Optional[dict],
   how = ("stopped without finishing (killed, or its disk full)"
          if old["status"] == "running" else "interrupted")
   if progress:
-    print(f"{spec.WHAT}: resuming {out}: the previous run {how}.",
+    said = "was interrupted" if how == "interrupted" else how
+    print(f"{spec.WHAT}: resuming {out}: the previous run {said}.",
           file=sys.stderr, flush=True)
   return {"previous_run": how}
 
