@@ -173,13 +173,15 @@ def test_ctrl_c_in_the_cli_is_one_line_and_exit_130(tmp_path):
 
 
 def test_ctrl_c_in_a_study_stops_its_running_chunk(tmp_path):
-  # One run of 400,000 steps of the quadratic (about 6 s on 2 cores) in one
-  # chunk: the training loop reports its steps, so a Ctrl-C stops the chunk
-  # at the next report, not at its end (before, a charlm study kept running
-  # for minutes after a Ctrl-C and showed no progress inside a chunk).
+  # One run of 4,000,000 steps of the quadratic in one chunk (about 60 s on
+  # 2 cores; the first progress line comes 2 s into a chunk, so a faster
+  # machine still shows one): the training loop reports its steps, so a
+  # Ctrl-C stops the chunk at the next report, not at its end (before, a
+  # charlm study kept running for minutes after a Ctrl-C and showed no
+  # progress inside a chunk).
   took, err = _interrupted_cli(
       ["study", "--task", "quadratic", "--b1", "0.9", "--b2", "0.99", "--lrs",
-       "0.01", "--seeds", "1", "--steps", "400000", "--eval-every", "200000",
+       "0.01", "--seeds", "1", "--steps", "4000000", "--eval-every", "2000000",
        "--no-plots"], tmp_path / "study", lambda line: "(step " in line)
   assert took < 3, (took, err[-3000:])
 

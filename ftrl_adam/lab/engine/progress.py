@@ -4,8 +4,8 @@ A :class:`Progress` is made by whoever runs a grid (the runner makes one per
 part, :func:`ftrl_adam.grid.run_grid` one when asked with ``progress=True``)
 and passed to the engine, which reports each finished chunk to it.
 
-Within a long chunk, a cell function can report the rounds of its
-``lax.scan`` with :func:`report_rounds`.  The engine traces a program under
+Within a long chunk, a cell function can report the rounds (the studies:
+the training steps) of its ``lax.scan`` with :func:`report_rounds`.  The engine traces a program under
 :func:`reporting_to` its ``Progress``: :func:`report_rounds` then compiles a
 host callback bound to *that* object into the program.  Traced with no
 ``Progress`` (progress off, or outside the engine), :func:`report_rounds`
@@ -194,7 +194,7 @@ class Progress:
   One line when the grid starts (cells, chunks, devices, the measured trace
   and compile time), one per finished chunk (bar, cells, cells/s, ETA);
   while a chunk runs, :meth:`tick` (fed by :func:`report_rounds` from inside
-  the compiled program) prints the chunk's progress in rounds, at most every
+  the compiled program) prints the chunk's progress in rounds (or steps), at most every
   ``min_interval`` seconds.  With ``work_per_cell`` and ``work_after`` (the
   work of the parts still to run) the ETA covers the whole run.  On a
   terminal the line is redrawn in place; in a log file every update gets its
@@ -356,9 +356,10 @@ def report_rounds(t: jax.Array, total: int, *, times: int = 50,
   progress on, it adds nothing to the program; it never changes a result.
   Its test of ``t`` is not free: in a scan over single cheap rounds, call it
   once per block of rounds, as the games do (one call per round made a
-  20M-round scan of 4 cells on 2 CPU devices take 3.5 s instead of 0.3 s).
-  ``unit`` names what ``t`` counts in the progress line (the studies'
-  training loops report steps).
+  20M-round scan of 4 cells on 2 CPU devices take 3.5 s instead of 0.3 s);
+  the studies call it every training step, which costs far more than the
+  test.  Each report is a host callback (about 0.6 ms on CPU).  ``unit``
+  names what ``t`` counts in the progress line (``"step"`` for the studies).
   """
   progress = getattr(_TRACING, "progress", None)
   if progress is None:
