@@ -184,7 +184,7 @@ def test_halving_rows_are_the_full_grids_bit_for_bit_one_program_per_rung(
 
 
 def test_a_halving_study_interrupted_in_a_rung_resumes_to_the_same_table(
-    halved, tmp_path):
+    halved, tmp_path, capsys):
   spec, whole, out, _ = halved
 
   class Stop(Exception):
@@ -202,9 +202,15 @@ def test_a_halving_study_interrupted_in_a_rung_resumes_to_the_same_table(
                               plots=False, on_chunk=stop_in_rung_one)
   assert sorted(os.listdir(tmp_path)) == ["grid_rung0", "grid_rung1",
                                           "run.json"]
+  capsys.readouterr()
+  # With progress on: the training loops' step reports compiled in change no
+  # bit, and the rungs are numbered out of the three announced.
   again = experiment.run_experiment(spec, out_dir=str(tmp_path),
-                                    progress=False, plots=False)
+                                    progress=True, plots=False)
   assert again.computed == 2 + 2     # rung 1's last chunk, then rung 2
+  err = capsys.readouterr().err
+  for label in ("study rung0 (1/3)", "study rung1 (2/3)", "study rung2 (3/3)"):
+    assert label in err, err
   for name in ("results.csv", "tuned.csv"):
     with open(out / name) as f, open(tmp_path / name) as g:
       assert f.read() == g.read(), name

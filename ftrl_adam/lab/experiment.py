@@ -314,10 +314,11 @@ def _run_parts(spec: Experiment, out: Optional[str], *, progress: bool,
       max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
     while parts:
       tables = [p.table() for p in parts]
-      works = [p.n_cells * p.work_per_cell for p in parts]
+      works = [p.n_cells * p.work_per_cell for p in parts] + list(
+          parts[-1].later)
       programs = []
       for i, (part, table) in enumerate(zip(parts, tables, strict=True)):
-        number = f"{len(done) + i + 1}/{len(done) + len(parts)}"
+        number = f"{len(done) + i + 1}/{len(done) + len(works)}"
         bar = engine.Progress(
             enabled=progress and writer,
             label=f"{spec.WHAT} {part.name} ({number})",

@@ -40,6 +40,11 @@ class Part:
     group_size: None, or the number of consecutive rows sharing one input
       stream (see :func:`ftrl_adam.grid.run_grid`).
     work_per_cell: units of work per cell (for the ETA).
+    later: for an experiment whose parts come one batch at a time (the rungs
+      of successive halving), the work (cells x work per cell, at most) of
+      each part expected after this one's batch, read from the batch's last
+      part: the progress numbers the parts and estimates the time left with
+      them.
   """
 
   name: str
@@ -50,6 +55,7 @@ class Part:
   chunk_size: int
   group_size: Optional[int] = None
   work_per_cell: float = 1.0
+  later: tuple[float, ...] = ()
 
 
 def format_bytes(n: float) -> str:

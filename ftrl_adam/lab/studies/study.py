@@ -219,7 +219,10 @@ class Study:
         self.trainer(), self.axis_names, start, stop, last=last,
         example={k: v[0] for k, v in self.axes})
     single = len(self.rung_ends) == 1
-    return Part(name="train" if single else f"rung{i}", n_cells=n,
+    ends = (0, *self.rung_ends)
+    later = tuple(float(c * len(self.seeds) * (ends[j + 1] - ends[j]))
+                  for j, c in enumerate(self.rung_counts()) if j > i)
+    return Part(name="train" if single else f"rung{i}", n_cells=n, later=later,
                 table=table, cell_fn=fn,
                 config=self.config() if single else {
                     **self.config(), "rung": i, "start": start, "stop": stop},
