@@ -4,15 +4,16 @@ A :class:`Progress` is made by whoever runs a grid (the runner makes one per
 part, :func:`ftrl_adam.grid.run_grid` one when asked with ``progress=True``)
 and passed to the engine, which reports each finished chunk to it.
 
-Within a long chunk, a cell function can report the rounds (the studies:
-the training steps) of its ``lax.scan`` with :func:`report_rounds`.  The engine traces a program under
-:func:`reporting_to` its ``Progress``: :func:`report_rounds` then compiles a
-host callback bound to *that* object into the program.  Traced with no
-``Progress`` (progress off, or outside the engine), :func:`report_rounds`
-adds nothing to the program: no host callback, so the program lowers for any
-platform and can be cached.  A program traced for one ``Progress`` reports
-to it alone; after :meth:`Progress.close` its callbacks print nothing (an
-interrupted run leaves no stray lines and no traceback).
+Within a long chunk, a cell function can report the rounds (the studies: the
+training steps) of its ``lax.scan`` with :func:`report_rounds`.  The engine
+traces a program under :func:`reporting_to` its ``Progress``:
+:func:`report_rounds` then compiles a host callback bound to *that* object
+into the program.  Traced with no ``Progress`` (progress off, or outside the
+engine), :func:`report_rounds` adds nothing to the program: no host callback,
+so the program lowers for any platform and can be cached.  A program traced
+for one ``Progress`` reports to it alone; after :meth:`Progress.close` its
+callbacks print nothing (an interrupted run leaves no stray lines and no
+traceback).
 """
 
 from __future__ import annotations
@@ -56,12 +57,12 @@ def ctrl_c_stops_chunks(progress: Optional["Progress"] = None
   The main thread waits inside XLA while a chunk runs, and Python handles a
   signal only when that wait returns: a Ctrl-C waited for the chunk's end
   (``ftrl-adam regret --T 2000000 --chunk-size 100``, chunks of ~57 min, was
-  still running 30 s after its Ctrl-C).  Here the signal's number is also written to a socket
-  (``signal.set_wakeup_fd``, in the main thread, where no other wake-up fd is
-  set) that :meth:`Progress.tick` reads, from whatever thread XLA runs it
-  in: it raises ``KeyboardInterrupt`` in the callback, XLA ends the program
-  with an error, and the engine raises ``KeyboardInterrupt``.  Without
-  progress (no callbacks in the program) the chunk runs to its end.
+  still running 30 s after its Ctrl-C).  Here the signal's number is also
+  written to a socket (``signal.set_wakeup_fd``, in the main thread, where no
+  other wake-up fd is set) that :meth:`Progress.tick` reads, from whatever
+  thread XLA runs it in: it raises ``KeyboardInterrupt`` in the callback, XLA
+  ends the program with an error, and the engine raises ``KeyboardInterrupt``.
+  Without progress (no callbacks in the program) the chunk runs to its end.
 
   A ``KeyboardInterrupt`` raised in a callback (or in JAX's frames around
   it) would be logged by JAX as "jax.debug.callback failed" with its
@@ -191,12 +192,12 @@ def format_seconds(s: float) -> str:
 class Progress:
   """Progress of one grid on stderr: a line per chunk, and within a long chunk.
 
-  One line when the grid starts (cells, chunks, devices, the measured trace
-  and compile time), one per finished chunk (bar, cells, cells/s, ETA);
-  while a chunk runs, :meth:`tick` (fed by :func:`report_rounds` from inside
-  the compiled program) prints the chunk's progress in rounds (or steps), at most every
-  ``min_interval`` seconds.  With ``work_per_cell`` and ``work_after`` (the
-  work of the parts still to run) the ETA covers the whole run.  On a
+  One line when the grid starts (cells, chunks, devices, the measured trace and
+  compile time), one per finished chunk (bar, cells, cells/s, ETA); while a
+  chunk runs, :meth:`tick` (fed by :func:`report_rounds` from inside the
+  compiled program) prints the chunk's progress in rounds (or steps), at most
+  every ``min_interval`` seconds.  With ``work_per_cell`` and ``work_after``
+  (the work of the parts still to run) the ETA covers the whole run.  On a
   terminal the line is redrawn in place; in a log file every update gets its
   own line.  ``enabled=False`` prints nothing.
   """

@@ -246,10 +246,12 @@ class Trainer:
     _, k_data = jax.random.split(jax.random.key(seed))
     tx = self.transform(hp)
     e = self.eval_every
-    # Steps done of this piece, for the engine's progress lines (about 50 a
-    # chunk); a Ctrl-C stops the chunk at the next one.
-    report = lambda step: report_rounds(step + 1 - start, stop - start,  # noqa: E731
-                                        unit="step")
+
+    def report(step):
+      # Steps done of this piece, for the engine's progress lines (about 50
+      # a chunk); a Ctrl-C stops the chunk at the next one.
+      report_rounds(step + 1 - start, stop - start, unit="step")
+
     n_full = (min(stop, self.steps // e * e) - start) // e
     firsts = start + e * jnp.arange(n_full, dtype=jnp.int32)
     state, keep = jax.lax.scan(
