@@ -33,6 +33,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
     ("study", ["--tasks", "quadratic", "--ks", "2", "--steps", "20",
                "--repeats", "1"],
      lambda d: d["tasks"][0]["results"][0]["k"] == 2),
+    ("kernels", ["--steps", "3"],
+     lambda d: d["monitor_kernels_us"] and set(d["gather_from_n_arrays_us"])
+     == {"1", "2", "4", "8"}),
 ])
 def test_bench_subcommand_writes_json_naming_the_device_in_out_only(
     name, args, check, tmp_path, monkeypatch, capsys):

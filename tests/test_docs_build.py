@@ -63,6 +63,11 @@ def test_benchmark_page_quotes_the_stored_results():
     data = json.loads(path.read_text())
     if "results" in data:    # step.py, grid.py: one row per measurement
       quoted = [(row, f"{row['median_ms']:.3f}") for row in data["results"]]
+    elif "monitor_kernels_us" in data:   # benchmarks/monitor_kernels.py
+      quoted = [(k, f"| {v:.1f} |") for k, v in [
+          *data["monitor_kernels_us"].items(),
+          ("all", data["monitor_kernels_sum_us"]),
+          *data["gather_from_n_arrays_us"].items()]]
     else:                    # study.py: per task, one row per K
       quoted = [(row, f"{row['vmapped_s']:.3f}")
                 for task in data["tasks"] for row in task["results"]]

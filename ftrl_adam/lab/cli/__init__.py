@@ -4,7 +4,7 @@
   regret games, the package's main job;
 * ``ftrl-adam study`` (:mod:`ftrl_adam.cli.study`): vectorised training
   studies;
-* ``ftrl-adam bench step|grid|study`` (:mod:`ftrl_adam.cli.bench`): the
+* ``ftrl-adam bench step|grid|study|kernels`` (:mod:`ftrl_adam.cli.bench`): the
   benchmarks, a subcommand each;
 * ``ftrl-adam demo`` (:mod:`ftrl_adam.cli.demo`): a least-squares model
   trained with :func:`ftrl_adam.ftrl_adam`.

@@ -6,7 +6,9 @@
   beta-grid of regret games, loop vs grid, in coordinate-rounds per second;
 * ``ftrl-adam bench study`` (:mod:`ftrl_adam.lab.cli.bench.study`): K
   training configurations in one program vs K runs, or successive halving
-  against the full grid.
+  against the full grid;
+* ``ftrl-adam bench kernels`` (:mod:`ftrl_adam.lab.cli.bench.kernels`): the
+  regret monitor's kernels on a small model, one by one (``jax.profiler``).
 
 Each prints a table that names the device it ran on and writes
 ``NAME-<device>.json`` to ``--out`` (default ``./bench-results``; ``--out
@@ -34,6 +36,8 @@ BENCHMARKS = {
             "0.1.0's per-cell grid",
     "study": "K training runs in one program vs K runs; --halving: "
              "successive halving vs the full grid",
+    "kernels": "the regret monitor's kernels on a small model, one by one "
+               "(jax.profiler)",
 }
 
 #: The one-line help of the subcommand (``ftrl-adam --help``).
