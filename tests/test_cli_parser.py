@@ -87,7 +87,7 @@ def test_no_parser_takes_an_abbreviation():
   # The benchmarks' parsers too (a subclass that fills itself in when used).
   (names,) = [a for a in subs[0].choices["bench"]._actions  # pylint: disable=protected-access
               if isinstance(a, argparse._SubParsersAction)]  # pylint: disable=protected-access
-  assert sorted(names.choices) == ["grid", "step", "study"]
+  assert sorted(names.choices) == ["grid", "kernels", "step", "study"]
   assert all(isinstance(p, _common.Parser) and not p.allow_abbrev
              for p in names.choices.values())
   # A prefix of exactly one option is still refused (argparse would take it).

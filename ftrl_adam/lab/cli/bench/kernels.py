@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import ftrl_adam as fa
 from ftrl_adam.lab.cli.bench import _common
-from ftrl_adam.lab.cli.bench.step import MODELS, _stepper, model_tree
+from ftrl_adam.lab.cli.bench.step import MODELS, model_tree, optimizers, stepper
 
 
 def kernel_medians(run, steps: int) -> dict[str, float]:
@@ -83,12 +82,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
   """Runs ``ftrl-adam bench kernels``; the exit status."""
-  f32 = jnp.float32
-  hp = dict(learning_rate=f32(1e-3), b1=f32(0.9), b2=f32(0.999), eps=f32(1e-8))
   tree = model_tree(*MODELS["small"])
-  plain = kernel_medians(_stepper(fa.ftrl_adam(**hp), tree), args.steps)
-  monitored = kernel_medians(_stepper(fa.regret_monitor(
-      fa.ftrl_adam(**hp), radius=f32(1e-3), coords=4096), tree), args.steps)
+  n = sum(x.size for x in jax.tree.leaves(tree))
+  made = optimizers(4096, 8)   # ftrl-adam bench step's, with its monitor
+  plain, monitored = (kernel_medians(stepper(made[name](n), tree), args.steps)
+                      for name in ("ftrl_adam", "+ monitor (4096 coords)"))
   own = {k: v for k, v in monitored.items() if k not in plain}
   rows = sorted(own.items(), key=lambda kv: -kv[1])
   print(f"device: {_common.device_name()}; the monitor's own kernels, median "

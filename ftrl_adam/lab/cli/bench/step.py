@@ -77,7 +77,7 @@ def _trees(models, sizes) -> dict:
   return out
 
 
-def _stepper(tx, params):
+def stepper(tx, params):
   def step(p, s, g):
     u, s = tx.update(g, s, p)
     return optax.apply_updates(p, u), s
@@ -94,7 +94,7 @@ def _stepper(tx, params):
   return run
 
 
-def _optimizers(k: int, leaves: int) -> dict:
+def optimizers(k: int, leaves: int) -> dict:
   f32 = jnp.float32
   hp = dict(learning_rate=f32(1e-3), b1=f32(0.9), b2=f32(0.999), eps=f32(1e-8))
   return {
@@ -122,10 +122,10 @@ def _copy_bandwidth(n: int, repeats: int) -> float:
   return 2 * 4 * n / t / 1e9
 
 
-def _measure(tree, optimizers, repeats, rounds, min_time):
+def _measure(tree, made, repeats, rounds, min_time):
   """Per optimizer, the median step time of each round (seconds)."""
   n = sum(x.size for x in jax.tree.leaves(tree))
-  fns = {name: _stepper(make(n), tree) for name, make in optimizers.items()}
+  fns = {name: stepper(make(n), tree) for name, make in made.items()}
   per_step = math.inf
   for _ in range(3):
     t0 = time.perf_counter()
@@ -193,18 +193,18 @@ def run(args: argparse.Namespace) -> int:
   """Runs ``ftrl-adam bench step``; the exit status."""
   if not args.models and not args.sizes:
     args._parser.error("nothing to time: give --models or --sizes")  # pylint: disable=protected-access
-  optimizers = _optimizers(args.monitor_coords, args.monitor_leaves)
-  monitored = list(optimizers)[-1]
+  made = optimizers(args.monitor_coords, args.monitor_leaves)
+  monitored = list(made)[-1]
   gpu = jax.devices()[0].platform == "gpu"
   rows, records, table = [], [], []
   for label, tree in _trees(args.models, args.sizes).items():
     n = sum(x.size for x in jax.tree.leaves(tree))
-    rounds_s, reps = _measure(tree, optimizers, args.repeats, args.rounds,
+    rounds_s, reps = _measure(tree, made, args.repeats, args.rounds,
                               args.min_time)
     rounds_ms = [{k: 1e3 * v for k, v in r.items()} for r in rounds_s]
     table.append(_summary(label, rounds_ms, monitored))
     bw = _copy_bandwidth(n, args.repeats) if gpu else None
-    for name in optimizers:
+    for name in made:
       ms = statistics.median(r[name] for r in rounds_ms)
       base = statistics.median(r["optax.adam"] for r in rounds_ms)
       gbs = 7 * 4 * n / (ms / 1e3) / 1e9
